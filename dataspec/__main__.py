@@ -1,0 +1,5 @@
+"""`python -m dataspec`: the dataspec command line."""
+
+from .cli import main
+
+main()

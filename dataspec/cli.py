@@ -1,0 +1,195 @@
+"""`dataspec` command line: schema, validate, normalize. Thin commands over the library."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from .errors import DataSpecError, Note
+from .io import atomic_open, dump, load, load_with_notes
+from .models import unknown_keys
+from .paths import ImageResolver, discover
+from .schema import schema_bytes, write_schema
+
+T = TypeVar("T")
+
+PROGRESS_MIN = 200
+"""Show a progress bar (on stderr) from this many files on."""
+
+
+def progress(items: Sequence[T], label: str) -> Iterator[T]:
+    """Iterate with a progress bar on stderr when there are many items."""
+    if len(items) < PROGRESS_MIN:
+        yield from items
+        return
+    with click.progressbar(items, label=label, file=sys.stderr) as bar:
+        yield from bar
+
+
+def _expand(paths: Sequence[str], image_root: str | None) -> list[Path]:
+    try:
+        files = discover(paths, image_root=image_root)
+    except DataSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="PATH") from exc
+    if not files:
+        raise click.UsageError("no JSON files found under the given paths")
+    return files
+
+
+@click.group()
+@click.version_option(package_name="dataspec")
+def main() -> None:
+    """DataSpec v0.3: the contract for comic-page training data."""
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
+def schema(out: str | None) -> None:
+    """Print the JSON Schema of a DataSpec v0.3 page."""
+    if out:
+        write_schema(out)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(schema_bytes().decode(), nl=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--lenient", is_flag=True, help="Accept every variant the normalizers know.")
+@click.option("--image-root", help="Resolve page images under this root (comma/semicolon list).")
+@click.option("--check-images", is_flag=True, help="Fail pages whose image cannot be found.")
+@click.option("--forbid-unknown", is_flag=True, help="Fail pages carrying keys the spec lacks.")
+@click.option(
+    "--report", type=click.Path(dir_okay=False), help="Per-file results as .csv or .jsonl."
+)
+@click.option("--notes", "show_notes", is_flag=True, help="Print each lenient coercion.")
+def validate(
+    paths: tuple[str, ...],
+    lenient: bool,
+    image_root: str | None,
+    check_images: bool,
+    forbid_unknown: bool,
+    report: str | None,
+    show_notes: bool,
+) -> None:
+    """Check page files (files, directories, .txt lists). Exit 1 if any is invalid."""
+    if check_images and not image_root:
+        raise click.UsageError("--check-images needs --image-root")
+    if report and not report.endswith((".csv", ".jsonl")):
+        raise click.UsageError("--report must end in .csv or .jsonl")
+    files = _expand(paths, image_root)
+    resolver = ImageResolver(image_root) if image_root else None
+    rows: list[dict[str, Any]] = []
+    codes: Counter[str] = Counter()
+    for path in progress(files, "validating"):
+        row: dict[str, Any] = {"path": str(path), "valid": True, "error": "", "notes": ""}
+        try:
+            notes: list[Note] = []
+            if lenient:
+                page, notes = load_with_notes(path, resolver=resolver if check_images else None)
+            else:
+                page = load(path, resolver=resolver if check_images else None)
+            if forbid_unknown and (extra := unknown_keys(page)):
+                raise DataSpecError(f"unknown keys: {', '.join(extra[:5])}", file=path)
+            codes.update(n.code for n in notes)
+            row["notes"] = ";".join(sorted({n.code for n in notes}))
+            if show_notes:
+                for note in notes:
+                    click.echo(f"{path}: {note}", err=True)
+        except DataSpecError as exc:
+            row.update(valid=False, error=str(exc))
+            click.echo(f"INVALID {exc}", err=True)
+        rows.append(row)
+    if report:
+        _write_report(report, rows)
+    invalid = sum(not r["valid"] for r in rows)
+    click.echo(f"{len(rows)} files: {len(rows) - invalid} valid, {invalid} invalid")
+    if codes:
+        click.echo("notes: " + ", ".join(f"{c}={n}" for c, n in sorted(codes.items())))
+    if invalid:
+        sys.exit(1)
+
+
+def _write_report(path: str, rows: Iterable[dict[str, Any]]) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        if path.endswith(".jsonl"):
+            for row in rows:
+                fh.write(orjson.dumps(row).decode() + "\n")
+        else:
+            writer = csv.DictWriter(fh, fieldnames=["path", "valid", "error", "notes"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _mirror(files: Sequence[Path], inputs: Sequence[str]) -> list[Path]:
+    """Output paths keeping the input tree: relative to the input dir, else the common root."""
+    dirs = [Path(p).resolve() for p in inputs if Path(p).is_dir()]
+    resolved = [f.resolve() for f in files]
+    common = Path(os.path.commonpath([str(f.parent) for f in resolved]))
+    out = []
+    for f in resolved:
+        base = next((d for d in dirs if f.is_relative_to(d)), common)
+        out.append(f.relative_to(base))
+    return out
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False), help="Output root.")
+@click.option("--image-root", help="Resolve images (absolute paths are written); comma list ok.")
+@click.option(
+    "--caption-as-narration", is_flag=True, help="Seed behaviour: VLM caption → narration."
+)
+@click.option("--box-format", help="Force the layout of 4-number boxes (xywh, xyxy, cxcywh, …).")
+@click.option("--skip-log", type=click.Path(dir_okay=False), help="CSV of skipped files.")
+@click.option("--notes", "show_notes", is_flag=True, help="Print each coercion.")
+def normalize(
+    paths: tuple[str, ...],
+    out_dir: str,
+    image_root: str | None,
+    caption_as_narration: bool,
+    box_format: str | None,
+    skip_log: str | None,
+    show_notes: bool,
+) -> None:
+    """Write canonical v0.3 files for any page variants, mirroring the input tree."""
+    files = _expand(paths, image_root)
+    rels = _mirror(files, paths)
+    resolver = ImageResolver(image_root) if image_root else None
+    out_root = Path(out_dir)
+    skips: list[dict[str, str]] = []
+    codes: Counter[str] = Counter()
+    written = 0
+    for path, rel in progress(list(zip(files, rels, strict=True)), "normalizing"):
+        try:
+            page, notes = load_with_notes(
+                path,
+                resolver=resolver,
+                caption_as_narration=caption_as_narration,
+                box_format=box_format,
+            )
+            dump(page, out_root / rel)
+            written += 1
+            codes.update(n.code for n in notes)
+            if show_notes:
+                for note in notes:
+                    click.echo(f"{path}: {note}", err=True)
+        except DataSpecError as exc:
+            skips.append({"path": str(path), "reason": exc.reason, "error": str(exc)})
+            click.echo(f"SKIPPED {exc}", err=True)
+    log = Path(skip_log) if skip_log else out_root / "normalize_skips.csv"
+    with atomic_open(log, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "reason", "error"])
+        writer.writeheader()
+        writer.writerows(skips)
+    click.echo(f"{len(files)} files: {written} written to {out_root}, {len(skips)} skipped ({log})")
+    if codes:
+        click.echo("notes: " + ", ".join(f"{c}={n}" for c, n in sorted(codes.items())))

@@ -1,0 +1,187 @@
+"""Reading and writing page files: strict load, lenient load, atomic deterministic dump."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from .errors import DataSpecError, Note
+from .models import Page, non_finite_extra
+from .paths import ImageResolver
+
+PathLike = str | os.PathLike[str]
+
+
+def read_bytes(path: PathLike) -> bytes:
+    """A file's bytes, or `DataSpecError` naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise DataSpecError(f"cannot read: {exc.strerror or exc}", file=path) from exc
+
+
+def json_path(loc: Sequence[int | str]) -> str:
+    """`("panels", 0, "panel_coords")` → `$.panels[0].panel_coords`."""
+    out = "$"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _contract_error(exc: ValidationError, file: PathLike | None) -> DataSpecError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return DataSpecError(msg + more, file=file, where=json_path(first["loc"]))
+
+
+def loads(data: bytes | str, *, file: PathLike | None = None) -> Page:
+    """Strictly validate one canonical page from JSON bytes; `DataSpecError` on any violation."""
+    if isinstance(data, bytes) and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        page = Page.model_validate_json(data)
+    except ValidationError as exc:
+        raise _contract_error(exc, file) from None
+    _check_finite(page, file)
+    return page
+
+
+def _check_finite(page: Page, file: PathLike | None) -> None:
+    """Reject NaN/Infinity literals hidden in unknown keys (canonical files are strict JSON)."""
+    parts: list[tuple[str, BaseModel | None]] = [
+        ("$", page),
+        ("$.page_size", page.page_size),
+        ("$.source", page.source),
+    ]
+    for i, panel in enumerate(page.panels):
+        parts.append((f"$.panels[{i}]", panel))
+        parts.append((f"$.panels[{i}].text", panel.text))
+    for where, model in parts:
+        if model is None:
+            continue
+        found = non_finite_extra(model)
+        if found is not None:
+            raise DataSpecError("NaN/Infinity is not JSON", file=file, where=where + found)
+
+
+def load(
+    path: PathLike,
+    *,
+    lenient: bool = False,
+    page_size: tuple[int, int] | None = None,
+    image_root: PathLike | Sequence[PathLike] | None = None,
+    resolver: ImageResolver | None = None,
+    **options: Any,
+) -> Page:
+    """Load one page file.
+
+    Strict (default): the file must be a canonical v0.3 page. Lenient: any variant the
+    normalizers know (see `load_with_notes` for the notes). With `image_root` (or a
+    `resolver`) the image path is resolved to an existing absolute path. With
+    `page_size`, a strict page without one is checked against it.
+    """
+    if lenient:
+        return load_with_notes(
+            path, page_size=page_size, image_root=image_root, resolver=resolver, **options
+        )[0]
+    if options:
+        raise TypeError(f"options {sorted(options)} apply to lenient loading only")
+    page = loads(read_bytes(path), file=path)
+    if page_size is not None and page.page_size is None:
+        data = page.to_json_dict()
+        data["page_size"] = {"width": page_size[0], "height": page_size[1]}
+        try:
+            page = Page.model_validate(data)
+        except ValidationError as exc:
+            raise _contract_error(exc, path) from None
+    if resolver is None and image_root is not None:
+        resolver = ImageResolver(image_root)
+    if resolver is not None:
+        found = resolver.resolve(page.page_image_path, path)
+        page = page.model_copy(update={"page_image_path": str(found)})
+    return page
+
+
+def load_with_notes(
+    path: PathLike,
+    *,
+    page_size: tuple[int, int] | None = None,
+    image_root: PathLike | Sequence[PathLike] | None = None,
+    resolver: ImageResolver | None = None,
+    **options: Any,
+) -> tuple[Page, list[Note]]:
+    """Leniently load one page file: (page, notes). Options go to `normalize`."""
+    from .normalize import normalize
+    from .normalize.decode import decode_bytes
+
+    notes: list[Note] = []
+    try:
+        obj = decode_bytes(read_bytes(path), notes)
+    except DataSpecError as exc:
+        if exc.file is None:
+            raise DataSpecError(exc.reason, file=path, where=exc.where) from None
+        raise
+    page, more = normalize(
+        obj,
+        page_size=page_size,
+        json_path=path,
+        image_root=image_root,
+        resolver=resolver,
+        **options,
+    )
+    return page, notes + more
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+_DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+
+
+def dumps(page: Page) -> bytes:
+    """The page's canonical file bytes: UTF-8 JSON, 2-space indent, field order fixed."""
+    try:
+        return orjson.dumps(page.to_json_dict(), option=_DUMP_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise DataSpecError(f"page cannot be written as JSON: {exc}") from exc
+
+
+def dump(page: Page, path: PathLike) -> Path:
+    """Write the page atomically (temp file + rename); returns the path."""
+    return atomic_write_bytes(path, dumps(page))
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write `data` to `path` via a temp file in the same folder and `os.replace`."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; on success it replaces `path`, on error it is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,215 @@
+"""The canonical DataSpec v0.3 models: one page of comic training data.
+
+These models are the strict contract. Loose input from the wild never reaches them
+directly: the normalizers in `dataspec.normalize` turn it into this shape first.
+Rules JSON Schema cannot express (cross-field checks) are enforced by `Page` itself
+and listed in `CROSS_FIELD_RULES`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
+
+from .version import SPEC_VERSION
+
+__all__ = [
+    "CROSS_FIELD_RULES",
+    "Box",
+    "Page",
+    "PageSize",
+    "Panel",
+    "PanelText",
+    "Source",
+    "unknown_keys",
+]
+
+
+def _integral(value: Any) -> Any:
+    """Accept 3.0 for 3, as JSON Schema's `integer` does; leave anything else to the check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Coord = Annotated[int, Strict(), Field(ge=0), BeforeValidator(_integral)]
+"""A pixel coordinate: integer, >= 0."""
+
+Extent = Annotated[int, Strict(), Field(ge=1), BeforeValidator(_integral)]
+"""A pixel extent (width or height): integer, >= 1."""
+
+Box = tuple[Coord, Coord, Extent, Extent]
+"""A box `[x, y, w, h]` in integer pixels of the page image."""
+
+TextLine = Annotated[str, Strict(), StringConstraints(min_length=1, pattern=r"^\S(?:[\s\S]*\S)?$")]
+"""One lettered line: non-empty, no leading or trailing whitespace."""
+
+Score = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+
+_CONFIG = ConfigDict(extra="allow", allow_inf_nan=False, regex_engine="python-re")
+
+
+class PanelText(BaseModel):
+    """Lettered text of one panel, by kind (spec: "text")."""
+
+    model_config = _CONFIG
+
+    dialogue: list[TextLine] = Field(default_factory=list, description="Speech and thought.")
+    narration: list[TextLine] = Field(default_factory=list, description="Caption boxes.")
+    sfx: list[TextLine] = Field(default_factory=list, description="Sound effects.")
+
+    def lines(self) -> list[str]:
+        """All lines, dialogue then narration then sfx."""
+        return [*self.dialogue, *self.narration, *self.sfx]
+
+    def is_empty(self) -> bool:
+        """True when the panel has no lettered text."""
+        return not (self.dialogue or self.narration or self.sfx)
+
+
+class Panel(BaseModel):
+    """One panel (spec: "panels[]"): its box, its lettered text, optional extras."""
+
+    model_config = _CONFIG
+
+    panel_coords: Box = Field(description="[x, y, w, h] in integer pixels of the page image.")
+    text: PanelText = Field(default_factory=PanelText)
+    score: Score | None = Field(default=None, description="Detector confidence in [0, 1].")
+    character_coords: list[Box] | None = Field(
+        default=None, description="Character boxes inside this panel, [x, y, w, h] pixels."
+    )
+    description: Annotated[str, Strict()] | None = Field(
+        default=None, description="A VLM's description of the picture; not lettered text."
+    )
+
+
+class PageSize(BaseModel):
+    """Pixel size of the page image."""
+
+    model_config = _CONFIG
+
+    width: Extent
+    height: Extent
+
+
+class Source(BaseModel):
+    """Provenance: where the page came from. Free-form beyond these keys."""
+
+    model_config = _CONFIG
+
+    coco_image_id: Annotated[int, Strict()] | Annotated[str, Strict()] | None = None
+    vlm_json_path: Annotated[str, Strict()] | None = None
+    original_path: Annotated[str, Strict()] | None = Field(
+        default=None, description="The file this page was normalized from."
+    )
+
+
+CROSS_FIELD_RULES = (
+    "reading_order is a permutation of range(len(panels))",
+    "with page_size, every panel box and character box lies inside the page",
+)
+"""Rules the strict loader enforces that JSON Schema cannot express."""
+
+
+class Page(BaseModel):
+    """One comic page (DataSpec v0.3, "Per file (one page)")."""
+
+    model_config = _CONFIG
+
+    schema_version: Literal["0.3"] = Field(
+        default=SPEC_VERSION, description="Absent on input means 0.3; always written."
+    )
+    page_image_path: Annotated[str, Strict(), StringConstraints(min_length=1)] = Field(
+        description="Absolute path preferred; a relative path is relative to an image root."
+    )
+    panels: list[Panel] = Field(default_factory=list)
+    reading_order: (
+        list[Coord] | None
+    ) = Field(default=None, description="Panel indices in reading order (a permutation).")
+    page_size: PageSize | None = None
+    source: Source | None = None
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Page:
+        n = len(self.panels)
+        if self.reading_order is not None and sorted(self.reading_order) != list(range(n)):
+            raise ValueError(
+                f"reading_order {self.reading_order} is not a permutation of 0..{n - 1}"
+            )
+        if self.page_size is not None:
+            width, height = self.page_size.width, self.page_size.height
+            for i, panel in enumerate(self.panels):
+                boxes = [panel.panel_coords, *(panel.character_coords or ())]
+                for x, y, w, h in boxes:
+                    if x + w > width or y + h > height:
+                        raise ValueError(
+                            f"panels[{i}]: box {[x, y, w, h]} lies outside the page "
+                            f"{width}x{height}"
+                        )
+        return self
+
+    def boxes(self) -> list[tuple[int, int, int, int]]:
+        """Panel boxes `[x, y, w, h]`, in list order."""
+        return [p.panel_coords for p in self.panels]
+
+    def order(self, *, rtl: bool = False) -> list[int]:
+        """The page's `reading_order`, or the layout heuristic's when absent."""
+        if self.reading_order is not None:
+            return list(self.reading_order)
+        from .order import reading_order
+
+        return reading_order(self.boxes(), rtl=rtl)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The page as written to disk: JSON types, None fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def non_finite_extra(model: BaseModel) -> str | None:
+    """JSON path (relative) of a NaN/Infinity in the model's unknown keys, if any."""
+    extra = model.__pydantic_extra__
+    if not extra:
+        return None
+    return _find_non_finite(extra, "")
+
+
+def _find_non_finite(value: Any, where: str) -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_non_finite(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_non_finite(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def unknown_keys(page: Page) -> list[str]:
+    """JSON paths of every key the contract does not define (kept, but flaggable)."""
+    found: list[str] = []
+    parts: list[tuple[str, BaseModel | None]] = [
+        ("$", page),
+        ("$.page_size", page.page_size),
+        ("$.source", page.source),
+    ]
+    for i, panel in enumerate(page.panels):
+        parts.extend(((f"$.panels[{i}]", panel), (f"$.panels[{i}].text", panel.text)))
+    for where, model in parts:
+        if model is not None and model.__pydantic_extra__ and not isinstance(model, Source):
+            found.extend(f"{where}.{key}" for key in model.__pydantic_extra__)
+    return found

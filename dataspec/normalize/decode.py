@@ -1,0 +1,91 @@
+"""Reading JSON from the wild: BOMs, cp1252/latin-1, NaN literals, markdown-fenced replies."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+from ..errors import DataSpecError, Note
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
+
+
+def decode_bytes(raw: bytes, notes: list[Note]) -> Any:
+    """Parse a file's bytes leniently; raises `DataSpecError` (without a file name) if it can't."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+        notes.append(Note("utf8_bom", "UTF-8 byte order mark removed"))
+    if not raw.strip():
+        raise DataSpecError("empty file")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        first_error = str(exc)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("cp1252")
+            notes.append(Note("encoding_cp1252", "file is not UTF-8: read as cp1252"))
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+            notes.append(Note("encoding_latin1", "file is not UTF-8: read as latin-1"))
+    return parse_text(text, notes, first_error=first_error)
+
+
+def parse_text(text: str, notes: list[Note], *, first_error: str | None = None) -> Any:
+    """Parse JSON text: strict, then with NaN/Infinity, then a fenced or embedded block."""
+    stripped = text.strip()
+    if not stripped:
+        raise DataSpecError("empty JSON text")
+    value = _loads(stripped, notes)
+    if value is not _FAIL:
+        return value
+    for block in _FENCE.findall(stripped):
+        value = _loads(block.strip(), notes)
+        if value is not _FAIL:
+            notes.append(Note("markdown_fence", "JSON taken from a markdown code fence"))
+            return value
+    for open_ch, close_ch in (("{", "}"), ("[", "]")):
+        start, end = stripped.find(open_ch), stripped.rfind(close_ch)
+        if 0 <= start < end and (start > 0 or end < len(stripped) - 1):
+            value = _loads(stripped[start : end + 1], notes)
+            if value is not _FAIL:
+                notes.append(Note("embedded_json", "JSON taken from surrounding prose"))
+                return value
+    detail = first_error or _strict_error(stripped)
+    raise DataSpecError(f"not valid JSON ({detail})")
+
+
+_FAIL = object()
+
+
+def _loads(text: str, notes: list[Note]) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    seen: list[str] = []
+
+    def constant(name: str) -> float:
+        seen.append(name)
+        return float(name.replace("Infinity", "inf"))
+
+    try:
+        value = json.loads(text, parse_constant=constant)
+    except (json.JSONDecodeError, RecursionError):
+        return _FAIL
+    if seen:
+        notes.append(Note("non_standard_number", f"JSON literals {sorted(set(seen))} read"))
+    return value
+
+
+def _strict_error(text: str) -> str:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return str(exc)
+    return "unknown error"

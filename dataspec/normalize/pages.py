@@ -1,0 +1,594 @@
+"""Page rules: any page-shaped JSON from the wild → a canonical `Page` plus notes.
+
+Finds the page inside wrappers, its image path, its size, its panel list, and hands
+each panel to the box rules (`boxes`) and the text rules (`text`). Nothing is dropped
+without a `Note`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import DataSpecError, Note
+from ..imagesize import image_size
+from ..models import Page
+from ..paths import ImageResolver, infer_image_relpath
+from ..version import SPEC_VERSION
+from .boxes import (
+    BOX_KEYS,
+    FORMAT_HINT_KEYS,
+    MAX_COORD,
+    BoxFrame,
+    Layout,
+    RawBox,
+    as_number,
+    bare_box,
+    parse_format_hint,
+    read_box,
+)
+from .decode import parse_text
+from .text import clean_str, extract_text
+
+IMAGE_KEYS = (
+    "page_image_path",
+    "image_path",
+    "image",
+    "IMAGE_PATH",
+    "imagePath",
+    "img_path",
+    "image_file",
+    "file_name",
+    "filename",
+)
+"""Page keys holding the image path, in the order tried."""
+
+PANEL_LIST_KEYS = (
+    "panels",
+    "VLM_panels",
+    "vlm_panels",
+    "panels_vlm",
+    "panel_detections",
+    "rcnn_panels",
+    "panel_boxes",
+    "panel_list",
+    "detections",
+    "boxes",
+    "segments",
+    "annotations",
+    "shapes",
+)
+"""Page keys holding the panel list, in the order tried (then any list of box-bearing dicts)."""
+
+WRAPPER_KEYS = ("result", "page", "data", "response", "output", "analysis", "content")
+"""Keys whose value is the page itself (their siblings are kept as page-level fields)."""
+
+_SIZE_PAIRS = (
+    ("width", "height"),
+    ("image_width", "image_height"),
+    ("imageWidth", "imageHeight"),
+    ("img_width", "img_height"),
+    ("page_width", "page_height"),
+)
+_SIZE_KEYS = ("page_size", "size", "image_size", "dimensions")
+SCORE_KEYS = ("score", "confidence", "conf", "det_score", "detection_score", "probability")
+CHARACTER_KEYS = ("character_coords", "characters", "character_boxes")
+ORDER_KEYS = ("panel_number", "panel_num", "panel_index")
+_NORMALIZED_FLAGS = ("normalized", "is_normalized", "relative")
+_MAX_DEPTH = 8
+
+
+def normalize(
+    obj: Any,
+    *,
+    page_size: tuple[int, int] | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+    image_root: str | os.PathLike[str] | Sequence[str] | None = None,
+    resolver: ImageResolver | None = None,
+    caption_as_narration: bool = False,
+    box_format: str | None = None,
+) -> tuple[Page, list[Note]]:
+    """Turn parsed JSON of one page into a canonical `Page` and the notes of what changed.
+
+    `page_size` (width, height) is used when the document has none; failing both, the
+    image header is read when the image can be found. `json_path` names the source file
+    (for messages, provenance and image-path inference). `image_root` or `resolver`
+    resolves the image path to an existing absolute path (else `DataSpecError`).
+    `caption_as_narration` restores the seed's reading of a VLM panel `caption`.
+    `box_format` ("xywh", "xyxy", ...) overrides any format hint in the document.
+    Raises `DataSpecError` when no page can be made.
+    """
+    notes: list[Note] = []
+    try:
+        fields, items, panels_where = _locate(obj, notes, "$", 0)
+        return _build(
+            fields,
+            items,
+            panels_where,
+            notes,
+            page_size=page_size,
+            json_path=json_path,
+            resolver=resolver or (ImageResolver(image_root) if image_root else None),
+            caption_as_narration=caption_as_narration,
+            box_format=box_format,
+        )
+    except DataSpecError as exc:
+        if exc.file is None and json_path is not None:
+            raise DataSpecError(exc.reason, file=json_path, where=exc.where) from exc
+        raise
+
+
+# --- finding the page ----------------------------------------------------------------------
+
+
+def _has_box(item: Any) -> bool:
+    if isinstance(item, dict):
+        return read_box(item) is not None
+    return bare_box(item) is not None
+
+
+def _panel_list(doc: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    for key in PANEL_LIST_KEYS:
+        if isinstance(doc.get(key), list):
+            return key, doc[key]
+    for key, value in doc.items():
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, dict) for v in value)
+            and any(_has_box(v) for v in value)
+        ):
+            return str(key), value
+    return None
+
+
+def _locate(
+    obj: Any, notes: list[Note], where: str, depth: int
+) -> tuple[dict[str, Any], list[Any] | None, str]:
+    """(page-level fields, panel items or None, JSON path of the panel list)."""
+    if depth > _MAX_DEPTH:
+        raise DataSpecError("page nested too deeply in wrappers", where=where)
+    if isinstance(obj, str):
+        parsed = parse_text(obj, notes)
+        notes.append(Note("json_in_string", "page given as JSON text", where))
+        return _locate(parsed, notes, where, depth + 1)
+    if isinstance(obj, list):
+        if obj and all(_has_box(v) for v in obj):
+            notes.append(Note("bare_panel_list", "document is a bare list of panels", where))
+            return {}, obj, where
+        if len(obj) == 1:
+            notes.append(Note("unwrapped_list", "one-element list unwrapped", where))
+            return _locate(obj[0], notes, f"{where}[0]", depth + 1)
+        if not obj:
+            return {}, [], where
+        raise DataSpecError(f"a list of {len(obj)} items that are not panels", where=where)
+    if not isinstance(obj, dict):
+        raise DataSpecError(f"expected a JSON object, got {type(obj).__name__}", where=where)
+    found = _panel_list(obj)
+    if found is not None:
+        key, items = found
+        return obj, items, f"{where}.{key}"
+    for key in WRAPPER_KEYS:
+        inner = obj.get(key)
+        if not isinstance(inner, dict | list | str):
+            continue
+        try:
+            inner_fields, items, inner_where = _locate(inner, notes, f"{where}.{key}", depth + 1)
+        except DataSpecError:
+            continue
+        notes.append(Note("unwrapped", f"page taken from {key!r}", where))
+        merged = {k: v for k, v in obj.items() if k != key}
+        merged.update(inner_fields)
+        return merged, items, inner_where
+    return obj, None, where
+
+
+# --- building the page ---------------------------------------------------------------------
+
+
+def _build(
+    fields: dict[str, Any],
+    items: list[Any] | None,
+    panels_where: str,
+    notes: list[Note],
+    *,
+    page_size: tuple[int, int] | None,
+    json_path: str | os.PathLike[str] | None,
+    resolver: ImageResolver | None,
+    caption_as_narration: bool,
+    box_format: str | None,
+) -> tuple[Page, list[Note]]:
+    used: set[str] = set()
+    coco_image: dict[str, Any] = {}
+    images = fields.get("images")
+    if isinstance(images, list) and items is not None and panels_where.endswith(".annotations"):
+        if len(images) > 1:
+            raise DataSpecError(
+                f"a COCO file with {len(images)} images: one page per file (use the analyzer)"
+            )
+        if images and isinstance(images[0], dict):
+            coco_image = images[0]
+            used.add("images")
+        items = _coco_panels(items, fields.get("categories"), notes, panels_where)
+        used.add("categories")
+
+    image_path = _image_path(fields, coco_image, notes, used)
+    if image_path is None:
+        if json_path is None:
+            raise DataSpecError("no image path (page_image_path, image_path, image, …) found")
+        image_path = infer_image_relpath(json_path)
+        notes.append(Note("image_path_inferred", f"image path inferred as {image_path!r}"))
+
+    resolved: Path | None = None
+    if resolver is not None:
+        resolved = resolver.resolve(image_path, json_path)
+        if str(resolved) != image_path:
+            notes.append(Note("image_path_resolved", f"{image_path!r} → {str(resolved)!r}"))
+        image_path = str(resolved)
+    elif os.path.isabs(image_path) and os.path.isfile(image_path):
+        resolved = Path(image_path)
+
+    size = _doc_size(fields, coco_image, notes, used)
+    if size is not None and page_size is not None and tuple(page_size) != size:
+        notes.append(Note("page_size_conflict", f"document says {size}, caller {page_size}"))
+    if size is None and page_size is not None:
+        size = (int(page_size[0]), int(page_size[1]))
+    if size is None and resolved is not None:
+        size = image_size(resolved)
+        if size is not None:
+            notes.append(Note("page_size_from_image", f"page size {size} read from image header"))
+
+    hint: Layout | None = None
+    hint_normalized = _flag(fields, used)
+    for key in FORMAT_HINT_KEYS:
+        if key in fields:
+            layout, normalized = parse_format_hint(fields[key])
+            if layout is not None or normalized:
+                used.add(key)
+                hint = layout or hint
+                hint_normalized = hint_normalized or normalized
+    if box_format is not None:
+        hint, normalized = parse_format_hint(box_format)
+        if hint is None:
+            raise DataSpecError(f"unknown box format {box_format!r}")
+        hint_normalized = hint_normalized or normalized
+
+    panels_raw = _panel_boxes(items or [], panels_where, hint, box_format is not None, notes)
+    frame = BoxFrame(size)
+    frame.decide([r for _, _, r in panels_raw if r is not None], notes, hint_normalized)
+
+    panels: list[dict[str, Any]] = []
+    origin: list[int] = []
+    for index, item, raw in panels_raw:
+        here = f"{panels_where}[{index}]"
+        if raw is None:
+            continue
+        box = frame.to_pixels(raw, notes, here)
+        if box is None:
+            continue
+        panels.append(_panel(item, box, raw, frame, notes, here, caption_as_narration))
+        origin.append(index)
+
+    page: dict[str, Any] = {
+        "schema_version": SPEC_VERSION,
+        "page_image_path": image_path,
+        "panels": panels,
+    }
+    order = _doc_reading_order(fields, origin, len(items or []), notes, used)
+    if order is not None:
+        page["reading_order"] = order
+    if size is not None:
+        page["page_size"] = {"width": size[0], "height": size[1]}
+    page["source"] = _source(fields, json_path, notes, used)
+    if "schema_version" in fields and fields["schema_version"] != SPEC_VERSION:
+        notes.append(
+            Note("schema_version", f"schema_version {fields['schema_version']!r} written as 0.3")
+        )
+    skip = {*used, *IMAGE_KEYS, *_SIZE_KEYS, "schema_version", "panels", "reading_order"}
+    skip.update(k for pair in _SIZE_PAIRS for k in pair)
+    if "." in panels_where:
+        skip.add(panels_where.rsplit(".", 1)[1])
+    page.update(_extras(fields, skip, notes, "$"))
+    try:
+        return Page.model_validate(page), notes
+    except ValidationError as exc:  # a bug in the rules above, reported as a contract error
+        raise DataSpecError(f"normalized page is invalid: {exc.errors()[0]['msg']}") from exc
+
+
+def _coco_panels(items: list[Any], categories: Any, notes: list[Note], where: str) -> list[Any]:
+    """COCO annotations of a one-image file: keep the panel category when one is named."""
+    if not isinstance(categories, list):
+        return items
+    panel_ids = {
+        c.get("id")
+        for c in categories
+        if isinstance(c, dict) and "panel" in str(c.get("name", "")).lower()
+    }
+    if not panel_ids:
+        return items
+    kept = [a for a in items if isinstance(a, dict) and a.get("category_id") in panel_ids]
+    if len(kept) < len(items):
+        notes.append(
+            Note(
+                "non_panel_annotations",
+                f"{len(items) - len(kept)} non-panel annotations left out",
+                where,
+            )
+        )
+    return kept
+
+
+def _image_path(
+    fields: dict[str, Any], coco_image: dict[str, Any], notes: list[Note], used: set[str]
+) -> str | None:
+    candidates = [(key, fields[key]) for key in IMAGE_KEYS if key in fields]
+    if coco_image:
+        candidates.append(("images[0].file_name", coco_image.get("file_name")))
+    for key, value in candidates:
+        if isinstance(value, dict):
+            value = next(
+                (value[k] for k in ("path", "file_name", "filename", "uri", "url") if k in value),
+                None,
+            )
+        if isinstance(value, str) and value.strip():
+            used.add(key)
+            text = clean_str(value.strip())
+            if key != "page_image_path":
+                notes.append(Note("image_key", f"image path taken from {key!r}"))
+            return text
+        notes.append(Note("image_path_invalid", f"{key!r} holds no path"))
+    return None
+
+
+def _positive_int(value: Any) -> int | None:
+    n = as_number(value)
+    if n is None or not math.isfinite(n) or n < 1 or n > MAX_COORD:
+        return None
+    return math.floor(n + 0.5)
+
+
+def _doc_size(
+    fields: dict[str, Any], coco_image: dict[str, Any], notes: list[Note], used: set[str]
+) -> tuple[int, int] | None:
+    pairs: list[tuple[str, Any, Any]] = []
+    for key in _SIZE_KEYS:
+        value = fields.get(key)
+        if isinstance(value, dict):
+            lowered = {str(k).lower(): v for k, v in value.items()}
+            pairs.append(
+                (
+                    key,
+                    lowered.get("width", lowered.get("w")),
+                    lowered.get("height", lowered.get("h")),
+                )
+            )
+        elif isinstance(value, list | tuple) and len(value) == 2:
+            pairs.append((key, value[0], value[1]))
+    for wk, hk in _SIZE_PAIRS:
+        if wk in fields and hk in fields:
+            pairs.append((wk, fields[wk], fields[hk]))
+    image = fields.get("image")
+    if isinstance(image, dict):
+        pairs.append(("image", image.get("width"), image.get("height")))
+    if coco_image:
+        pairs.append(("images[0]", coco_image.get("width"), coco_image.get("height")))
+    for key, w, h in pairs:
+        width, height = _positive_int(w), _positive_int(h)
+        if width is not None and height is not None:
+            used.add(key)
+            return (width, height)
+        notes.append(Note("page_size_invalid", f"{key!r} is not a usable page size"))
+    return None
+
+
+def _flag(fields: dict[str, Any], used: set[str]) -> bool:
+    for key in _NORMALIZED_FLAGS:
+        if fields.get(key) is True:
+            used.add(key)
+            return True
+    return False
+
+
+def _panel_boxes(
+    items: list[Any],
+    where: str,
+    hint: Layout | None,
+    forced: bool,
+    notes: list[Note],
+) -> list[tuple[int, Any, RawBox | None]]:
+    """(original index, item, raw box) per panel item, put in `panel_number` order if given."""
+    out: list[tuple[int, Any, RawBox | None]] = []
+    for index, item in enumerate(items):
+        here = f"{where}[{index}]"
+        if isinstance(item, dict):
+            panel_hint = hint
+            if not forced:
+                for key in FORMAT_HINT_KEYS:
+                    layout, _ = parse_format_hint(item.get(key))
+                    if layout is not None:
+                        panel_hint = layout
+                        break
+            raw = read_box(item, panel_hint)
+            if raw is not None and panel_hint is not None and raw.layout == "ambiguous":
+                raw = RawBox(raw.values, panel_hint, raw.key)
+            panel_normalized = any(item.get(k) is True for k in _NORMALIZED_FLAGS)
+            if raw is not None and panel_normalized:
+                raw = RawBox(raw.values, raw.layout, raw.key, hint_normalized=True)
+        else:
+            raw = bare_box(item)
+            if raw is not None and hint is not None and raw.layout == "ambiguous":
+                raw = RawBox(raw.values, hint, raw.key)
+        if raw is None:
+            what = "panel has no readable box" if isinstance(item, dict) else "not a panel"
+            notes.append(Note("panel_dropped", what, here))
+        out.append((index, item, raw))
+    numbers = [_panel_number(item) for _, item, _ in out]
+    if any(n is not None for n in numbers):
+        keyed = sorted(
+            range(len(out)),
+            key=lambda i: (numbers[i] is None, numbers[i] if numbers[i] is not None else 0.0, i),
+        )
+        if keyed != list(range(len(out))):
+            notes.append(Note("panel_number_order", "panels put in panel_number order", where))
+        out = [out[i] for i in keyed]
+    return out
+
+
+def _panel_number(item: Any) -> float | None:
+    if not isinstance(item, dict):
+        return None
+    for key in ORDER_KEYS:
+        n = as_number(item.get(key))
+        if n is not None and math.isfinite(n):
+            return n
+    return None
+
+
+def _panel(
+    item: Any,
+    box: tuple[int, int, int, int],
+    raw: RawBox,
+    frame: BoxFrame,
+    notes: list[Note],
+    where: str,
+    caption_as_narration: bool,
+) -> dict[str, Any]:
+    panel: dict[str, Any] = {"panel_coords": list(box)}
+    if not isinstance(item, dict):
+        return panel
+    buckets, used = extract_text(item, notes, where, caption_as_narration=caption_as_narration)
+    panel["text"] = buckets.as_dict()
+    if buckets.description:
+        panel["description"] = "\n".join(buckets.description)
+    used.update(k for k, _ in BOX_KEYS if k == raw.key)
+    used.update(FORMAT_HINT_KEYS)
+    used.update(_NORMALIZED_FLAGS)
+    for key in SCORE_KEYS:
+        if key not in item:
+            continue
+        used.add(key)
+        score = as_number(item[key])
+        if score is not None and math.isfinite(score) and 0.0 <= score <= 1.0:
+            panel["score"] = score
+        else:
+            notes.append(Note("score_dropped", f"{key}={item[key]!r} is not in [0, 1]", where))
+        break
+    characters = _characters(item, frame, notes, where, used)
+    if characters is not None:
+        panel["character_coords"] = characters
+    if raw.key == "$":  # box given as top-level x/y/w/h keys on the panel
+        used.update(("x", "y", "w", "h", "width", "height", "xmin", "ymin", "xmax", "ymax"))
+        used.update(("x1", "y1", "x2", "y2", "left", "top", "right", "bottom"))
+    panel.update(_extras(item, used | {"panel_coords", "score"}, notes, where))
+    return panel
+
+
+def _characters(
+    item: dict[str, Any], frame: BoxFrame, notes: list[Note], where: str, used: set[str]
+) -> list[list[int]] | None:
+    for key in CHARACTER_KEYS:
+        value = item.get(key)
+        if not isinstance(value, list) or not value:
+            continue
+        raws = [read_box(v) if isinstance(v, dict) else bare_box(v) for v in value]
+        if not any(r is not None for r in raws):
+            continue  # e.g. a list of character names: left on the panel as it is
+        used.add(key)
+        boxes: list[list[int]] = []
+        for i, raw in enumerate(raws):
+            here = f"{where}.{key}[{i}]"
+            if raw is None:
+                notes.append(Note("character_dropped", "no readable box", here))
+                continue
+            box = frame.to_pixels(raw, notes, here)
+            if box is not None:
+                boxes.append(list(box))
+        return boxes
+    return None
+
+
+def _doc_reading_order(
+    fields: dict[str, Any], origin: list[int], n_items: int, notes: list[Note], used: set[str]
+) -> list[int] | None:
+    """The document's own reading_order, mapped onto the kept panels; None if absent or bad."""
+    if "reading_order" not in fields:
+        return None
+    used.add("reading_order")
+    value = fields["reading_order"]
+    nums = [as_number(v) for v in value] if isinstance(value, list) else None
+    if nums is None or any(n is None or not float(n).is_integer() for n in nums):
+        notes.append(Note("reading_order_dropped", "reading_order is not a list of integers"))
+        return None
+    order = [int(n) for n in nums if n is not None]
+    if sorted(order) == list(range(1, n_items + 1)) and n_items:
+        order = [i - 1 for i in order]
+        notes.append(Note("reading_order_one_based", "1-based reading_order made 0-based"))
+    if sorted(order) != list(range(n_items)):
+        notes.append(
+            Note("reading_order_dropped", f"reading_order is not a permutation of {n_items} panels")
+        )
+        return None
+    new_index = {orig: i for i, orig in enumerate(origin)}
+    mapped = [new_index[i] for i in order if i in new_index]
+    if len(mapped) < len(order):
+        notes.append(Note("reading_order_remapped", "reading_order remapped after dropped panels"))
+    return mapped
+
+
+def _source(
+    fields: dict[str, Any], json_path: Any, notes: list[Note], used: set[str]
+) -> dict[str, Any]:
+    source: dict[str, Any] = {}
+    value = fields.get("source")
+    if isinstance(value, dict):
+        source.update(_extras(value, set(), notes, "$.source"))
+        for key in ("coco_image_id", "vlm_json_path", "original_path"):
+            v = source.get(key)
+            as_id = key == "coco_image_id" and isinstance(v, int) and not isinstance(v, bool)
+            if v is not None and not isinstance(v, str) and not as_id:
+                notes.append(Note("source_field", f"source.{key} kept as text", "$.source"))
+                source[key] = str(v)
+    elif value is not None:
+        source["value"] = _sanitize(value, notes, "$.source")
+    used.add("source")
+    if json_path is not None:
+        source.setdefault("original_path", os.fspath(json_path))
+    return source
+
+
+def _extras(obj: dict[str, Any], skip: set[str], notes: list[Note], where: str) -> dict[str, Any]:
+    """Keys no rule consumed, kept (JSON-safe) so nothing is lost."""
+    return {
+        clean_str(str(k)): _sanitize(v, notes, f"{where}.{k}")
+        for k, v in obj.items()
+        if k not in skip
+    }
+
+
+_INT64 = 2**63
+
+
+def _sanitize(value: Any, notes: list[Note], where: str) -> Any:
+    """A JSON-safe copy: NaN/Infinity → null, out-of-range integers → text."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        notes.append(Note("non_finite_number", f"{value} replaced by null", where))
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if -_INT64 <= value < _INT64:
+            return value
+        notes.append(Note("big_integer", "integer beyond 64 bits kept as text", where))
+        return str(value)
+    if isinstance(value, str):
+        return clean_str(value)
+    if isinstance(value, dict):
+        return {clean_str(str(k)): _sanitize(v, notes, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitize(v, notes, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value

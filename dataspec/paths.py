@@ -1,0 +1,262 @@
+"""Paths: discovering page JSONs, converting Windows paths, resolving page images.
+
+The analyzer and the trainer both call these; neither has its own path rules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from .errors import DataSpecError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+"""Image extensions tried when a page's image must be found (case-insensitive)."""
+
+_CHAINED = (".jpg.png", ".png.jpg", ".jpeg.png", ".jpg.jpg", ".png.png")
+_WINDOWS_ABS = re.compile(r"^([A-Za-z]):[\\/]")
+
+
+def is_windows_path(path: str) -> bool:
+    """True for a drive-letter path such as `E:\\Comics\\x.jpg`."""
+    return bool(_WINDOWS_ABS.match(path))
+
+
+def windows_to_local(path: str, image_root: str | os.PathLike[str] | None = None) -> str:
+    """`E:\\a\\b.jpg` → `/mnt/e/a/b.jpg` when the image root is a `/mnt/*` path (WSL).
+
+    On Windows, or for a path that is not a drive-letter path, the path is returned
+    unchanged; otherwise backslashes become slashes.
+    """
+    if os.name == "nt" or not is_windows_path(path):
+        return path
+    rest = "/".join(PureWindowsPath(path).parts[1:])
+    if image_root is not None and str(image_root).replace("\\", "/").startswith("/mnt/"):
+        return f"/mnt/{path[0].lower()}/{rest}"
+    return path.replace("\\", "/")
+
+
+def split_roots(
+    value: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+) -> list[str]:
+    """Image roots from a comma/semicolon separated string or a sequence."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str | os.PathLike) else list(value)
+    roots: list[str] = []
+    for item in items:
+        text = os.fspath(item)
+        parts = re.split(r"[;,]", text) if not os.path.exists(text) else [text]
+        roots.extend(p.strip() for p in parts if p.strip())
+    return roots
+
+
+def discover(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    image_root: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Page JSON paths from directories (recursive `*.json`), `.txt` lists and files.
+
+    A list file has one path per line; blank lines are skipped, a relative line is taken
+    relative to the current directory if it exists there, else to the list's folder,
+    and Windows paths are converted as `windows_to_local` says. Duplicates are removed;
+    directory listings are sorted so the order is deterministic.
+    """
+    items = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    seen: set[str] = set()
+    out: list[Path] = []
+
+    def add(path: Path) -> None:
+        key = os.path.normpath(os.fspath(path))
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            for found in sorted(path.rglob("*.json")):
+                if found.is_file():
+                    add(found)
+        elif path.suffix.lower() == ".txt":
+            for line in _read_list(path):
+                local = Path(windows_to_local(line, image_root))
+                if not local.is_absolute() and not local.exists():
+                    local = path.parent / local
+                add(local)
+        elif path.exists():
+            add(path)
+        else:
+            raise DataSpecError("no such file or directory", file=path)
+    return out
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        text = path.read_text(encoding="latin-1")
+    except OSError as exc:
+        raise DataSpecError(f"cannot read list: {exc.strerror}", file=path) from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _image_stem(name: str) -> str:
+    """`0001.jpg.png` → `0001`; `0001.json` → `0001`; case kept."""
+    stem = name
+    while True:
+        base, ext = os.path.splitext(stem)
+        if ext.lower() in (*IMAGE_EXTS, ".json") and base:
+            stem = base
+        else:
+            return stem
+
+
+def _name_variants(name: str) -> list[str]:
+    """File names an image called `name` (or named after a JSON) may have on disk."""
+    stem = _image_stem(name)
+    names = [name] if os.path.splitext(name)[1].lower() in IMAGE_EXTS else []
+    for ext in IMAGE_EXTS:
+        names.extend((stem + ext, stem + ext.upper()))
+    names.extend(stem + chain for chain in _CHAINED)
+    return list(dict.fromkeys(names))
+
+
+def infer_image_relpath(json_path: str | os.PathLike[str]) -> str:
+    """The seed's guess for a JSON with no image field: `<parent>/<stem>.jpg` (unresolved)."""
+    path = Path(json_path)
+    stem = path.name[: -len(".json")] if path.name.lower().endswith(".json") else path.stem
+    if os.path.splitext(stem)[1].lower() not in IMAGE_EXTS:
+        stem += ".jpg"
+    parent = path.parent.name
+    return f"{parent}/{stem}" if parent else stem
+
+
+class ImageResolver:
+    """Finds a page's image under one or more image roots.
+
+    Order: the explicit path (absolute, WSL-converted, or relative to a root, with
+    extension variants) → inference from the JSON's name and parent folders → a
+    one-time index of each root (built on first need; O(1) lookups afterwards).
+    Only existing files are returned; failure raises `DataSpecError` listing what was tried.
+    """
+
+    def __init__(
+        self, image_roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+    ):
+        self.roots = [Path(r) for r in split_roots(image_roots)]
+        self._index: dict[tuple[str, ...], list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def resolve(
+        self,
+        image_path: str | None,
+        json_path: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """The existing image for a page, as an absolute path."""
+        tried: list[str] = []
+        for candidate in self._candidates(image_path, json_path):
+            tried.append(candidate)
+            if os.path.isfile(candidate):
+                return Path(os.path.abspath(candidate))
+        found = self._from_index(image_path, json_path)
+        if found is not None:
+            return Path(os.path.abspath(found))
+        shown = "; ".join(tried[:12]) + (f"; … {len(tried) - 12} more" if len(tried) > 12 else "")
+        roots = ", ".join(map(str, self.roots)) or "(no image root)"
+        raise DataSpecError(
+            f"image not found for page_image_path={image_path!r} under {roots}; tried {shown}"
+            " and the index of each root",
+            file=json_path,
+        )
+
+    def _candidates(
+        self, image_path: str | None, json_path: str | os.PathLike[str] | None
+    ) -> list[str]:
+        out: list[str] = []
+        roots = [str(r) for r in self.roots]
+        if image_path:
+            local = windows_to_local(image_path, roots[0] if roots else None)
+            posix = local.replace("\\", "/")
+            parts = [p for p in PurePosixPath(posix).parts if p not in ("/", "")]
+            if os.path.isabs(local):
+                out.append(local)
+            else:
+                out.extend(os.path.join(root, posix) for root in roots)
+            if is_windows_path(image_path):
+                parts = parts[1:]  # drop "E:"
+            # the tail of the path under each root, longest first, with extension variants
+            for depth in range(min(len(parts), 4), 0, -1):
+                tail = parts[-depth:]
+                for root in roots:
+                    for name in _name_variants(tail[-1]):
+                        out.append(os.path.join(root, *tail[:-1], name))
+        if json_path is not None:
+            jp = Path(json_path)
+            base = jp.name[:-5] if jp.name.lower().endswith(".json") else jp.name
+            parent, grand = jp.parent.name, jp.parent.parent.name
+            layouts: list[tuple[list[str], str]] = [([parent], base), ([grand, parent], base)]
+            layouts.append(([], base))
+            stem = _image_stem(base)
+            if "_" in stem:  # <Series>/JPG4CBZ_0001.json → <Series>/JPG4CBZ/0001.jpg
+                head, rest = stem.split("_", 1)
+                layouts.insert(0, ([parent, head], rest))
+                layouts.append(([head], rest))
+            for root in roots:
+                for dirs, name in layouts:
+                    for variant in _name_variants(name):
+                        out.append(os.path.join(root, *[d for d in dirs if d], variant))
+        return list(dict.fromkeys(out))
+
+    def _build_index(self) -> None:
+        with self._lock:
+            if self._index is not None:
+                return
+            index: dict[tuple[str, ...], list[str]] = {}
+            for root in self.roots:
+                for dirpath, dirs, files in os.walk(root):
+                    dirs.sort()
+                    parent = os.path.basename(dirpath).lower()
+                    grand = os.path.basename(os.path.dirname(dirpath)).lower()
+                    for name in sorted(files):
+                        if os.path.splitext(name)[1].lower() not in IMAGE_EXTS:
+                            continue
+                        full = os.path.join(dirpath, name)
+                        stem = _image_stem(name).lower()
+                        for key in ((grand, parent, stem), (parent, stem), (stem,)):
+                            index.setdefault(key, []).append(full)
+            self._index = index
+
+    def _from_index(
+        self, image_path: str | None, json_path: str | os.PathLike[str] | None
+    ) -> str | None:
+        """A file the index holds under exactly one (folders, stem) key; never a guess."""
+        if not self.roots:
+            return None
+        if self._index is None:
+            self._build_index()
+        assert self._index is not None
+        chains: list[list[str]] = []
+        if image_path:
+            parts = PurePosixPath(image_path.replace("\\", "/")).parts
+            chains.append([*parts[:-1], _image_stem(parts[-1])] if parts else [])
+        if json_path is not None:
+            jp = Path(json_path)
+            stem = _image_stem(jp.name)
+            chains.append([jp.parent.parent.name, jp.parent.name, stem])
+            if "_" in stem:
+                head, rest = stem.split("_", 1)
+                chains.append([jp.parent.name, head, rest])
+        for depth in (3, 2, 1):
+            for chain in chains:
+                if len(chain) < depth:
+                    continue
+                key = tuple(p.lower() for p in chain[-depth:])
+                matches = self._index.get(key, [])
+                if len(matches) == 1:
+                    return matches[0]
+        return None
