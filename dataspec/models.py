@@ -133,9 +133,9 @@ class Page(BaseModel):
         description="Absolute path preferred; a relative path is relative to an image root."
     )
     panels: list[Panel] = Field(default_factory=list)
-    reading_order: (
-        list[Coord] | None
-    ) = Field(default=None, description="Panel indices in reading order (a permutation).")
+    reading_order: list[Coord] | None = Field(
+        default=None, description="Panel indices in reading order (a permutation)."
+    )
     page_size: PageSize | None = None
     source: Source | None = None
 

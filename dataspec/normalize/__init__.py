@@ -6,6 +6,6 @@
 - `decode`: bytes → JSON (BOM, cp1252, NaN literals, markdown fences)
 """
 
-from .pages import normalize
+from .pages import PanelRecord, normalize, read_panels
 
-__all__ = ["normalize"]
+__all__ = ["PanelRecord", "normalize", "read_panels"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from ..errors import DataSpecError, Note
 from ..imagesize import image_size
-from ..models import Page
+from ..models import Page, PanelText
 from ..paths import ImageResolver, infer_image_relpath
 from ..version import SPEC_VERSION
 from .boxes import (
@@ -121,6 +122,61 @@ def normalize(
         if exc.file is None and json_path is not None:
             raise DataSpecError(exc.reason, file=json_path, where=exc.where) from exc
         raise
+
+
+@dataclass(frozen=True)
+class PanelRecord:
+    """One panel as a document gives it, box or not (e.g. a VLM panel with text only)."""
+
+    index: int
+    """Position in the document's panel list (before `panel_number` ordering)."""
+    text: PanelText
+    box: tuple[int, int, int, int] | None = None
+    description: str | None = None
+    score: float | None = None
+
+
+def read_panels(
+    obj: Any,
+    *,
+    page_size: tuple[int, int] | None = None,
+    caption_as_narration: bool = False,
+    box_format: str | None = None,
+) -> tuple[list[PanelRecord], list[Note]]:
+    """Every panel of a page-shaped document with its text, in panel order, boxes optional.
+
+    The same rules as `normalize`, for documents whose panels may carry no box (a VLM
+    analysis); needs no image path. Raises `DataSpecError` when no page can be found.
+    """
+    notes: list[Note] = []
+    fields, items, panels_where = _locate(obj, notes, "$", 0)
+    size = _doc_size(fields, {}, notes, set()) or (
+        (int(page_size[0]), int(page_size[1])) if page_size is not None else None
+    )
+    converted = _convert_panels(
+        fields,
+        items or [],
+        panels_where,
+        size,
+        notes,
+        set(),
+        caption_as_narration=caption_as_narration,
+        box_format=box_format,
+        keep_boxless=True,
+    )
+    records = []
+    for index, panel in converted:
+        coords = panel.get("panel_coords")
+        records.append(
+            PanelRecord(
+                index=index,
+                text=PanelText.model_validate(panel.get("text", {})),
+                box=(coords[0], coords[1], coords[2], coords[3]) if coords else None,
+                description=panel.get("description"),
+                score=panel.get("score"),
+            )
+        )
+    return records, notes
 
 
 # --- finding the page ----------------------------------------------------------------------
@@ -243,36 +299,19 @@ def _build(
         if size is not None:
             notes.append(Note("page_size_from_image", f"page size {size} read from image header"))
 
-    hint: Layout | None = None
-    hint_normalized = _flag(fields, used)
-    for key in FORMAT_HINT_KEYS:
-        if key in fields:
-            layout, normalized = parse_format_hint(fields[key])
-            if layout is not None or normalized:
-                used.add(key)
-                hint = layout or hint
-                hint_normalized = hint_normalized or normalized
-    if box_format is not None:
-        hint, normalized = parse_format_hint(box_format)
-        if hint is None:
-            raise DataSpecError(f"unknown box format {box_format!r}")
-        hint_normalized = hint_normalized or normalized
-
-    panels_raw = _panel_boxes(items or [], panels_where, hint, box_format is not None, notes)
-    frame = BoxFrame(size)
-    frame.decide([r for _, _, r in panels_raw if r is not None], notes, hint_normalized)
-
-    panels: list[dict[str, Any]] = []
-    origin: list[int] = []
-    for index, item, raw in panels_raw:
-        here = f"{panels_where}[{index}]"
-        if raw is None:
-            continue
-        box = frame.to_pixels(raw, notes, here)
-        if box is None:
-            continue
-        panels.append(_panel(item, box, raw, frame, notes, here, caption_as_narration))
-        origin.append(index)
+    converted = _convert_panels(
+        fields,
+        items or [],
+        panels_where,
+        size,
+        notes,
+        used,
+        caption_as_narration=caption_as_narration,
+        box_format=box_format,
+        keep_boxless=False,
+    )
+    panels = [panel for _, panel in converted]
+    origin = [index for index, _ in converted]
 
     page: dict[str, Any] = {
         "schema_version": SPEC_VERSION,
@@ -298,6 +337,50 @@ def _build(
         return Page.model_validate(page), notes
     except ValidationError as exc:  # a bug in the rules above, reported as a contract error
         raise DataSpecError(f"normalized page is invalid: {exc.errors()[0]['msg']}") from exc
+
+
+def _convert_panels(
+    fields: dict[str, Any],
+    items: list[Any],
+    panels_where: str,
+    size: tuple[int, int] | None,
+    notes: list[Note],
+    used: set[str],
+    *,
+    caption_as_narration: bool,
+    box_format: str | None,
+    keep_boxless: bool,
+) -> list[tuple[int, dict[str, Any]]]:
+    """(original index, panel dict) per panel, in panel order; boxless ones only if asked."""
+    hint: Layout | None = None
+    hint_normalized = _flag(fields, used)
+    for key in FORMAT_HINT_KEYS:
+        if key in fields:
+            layout, normalized = parse_format_hint(fields[key])
+            if layout is not None or normalized:
+                used.add(key)
+                hint = layout or hint
+                hint_normalized = hint_normalized or normalized
+    if box_format is not None:
+        hint, normalized = parse_format_hint(box_format)
+        if hint is None:
+            raise DataSpecError(f"unknown box format {box_format!r}")
+        hint_normalized = hint_normalized or normalized
+
+    panels_raw = _panel_boxes(items, panels_where, hint, box_format is not None, notes)
+    frame = BoxFrame(size)
+    frame.decide([r for _, _, r in panels_raw if r is not None], notes, hint_normalized)
+    out: list[tuple[int, dict[str, Any]]] = []
+    for index, item, raw in panels_raw:
+        here = f"{panels_where}[{index}]"
+        box = frame.to_pixels(raw, notes, here) if raw is not None else None
+        if box is None and not keep_boxless:
+            if raw is None:
+                what = "panel has no readable box" if isinstance(item, dict) else "not a panel"
+                notes.append(Note("panel_dropped", what, here))
+            continue
+        out.append((index, _panel(item, box, raw, frame, notes, here, caption_as_narration)))
+    return out
 
 
 def _coco_panels(items: list[Any], categories: Any, notes: list[Note], where: str) -> list[Any]:
@@ -404,7 +487,6 @@ def _panel_boxes(
     """(original index, item, raw box) per panel item, put in `panel_number` order if given."""
     out: list[tuple[int, Any, RawBox | None]] = []
     for index, item in enumerate(items):
-        here = f"{where}[{index}]"
         if isinstance(item, dict):
             panel_hint = hint
             if not forced:
@@ -423,9 +505,6 @@ def _panel_boxes(
             raw = bare_box(item)
             if raw is not None and hint is not None and raw.layout == "ambiguous":
                 raw = RawBox(raw.values, hint, raw.key)
-        if raw is None:
-            what = "panel has no readable box" if isinstance(item, dict) else "not a panel"
-            notes.append(Note("panel_dropped", what, here))
         out.append((index, item, raw))
     numbers = [_panel_number(item) for _, item, _ in out]
     if any(n is not None for n in numbers):
@@ -451,21 +530,21 @@ def _panel_number(item: Any) -> float | None:
 
 def _panel(
     item: Any,
-    box: tuple[int, int, int, int],
-    raw: RawBox,
+    box: tuple[int, int, int, int] | None,
+    raw: RawBox | None,
     frame: BoxFrame,
     notes: list[Note],
     where: str,
     caption_as_narration: bool,
 ) -> dict[str, Any]:
-    panel: dict[str, Any] = {"panel_coords": list(box)}
+    panel: dict[str, Any] = {"panel_coords": list(box)} if box is not None else {}
     if not isinstance(item, dict):
         return panel
     buckets, used = extract_text(item, notes, where, caption_as_narration=caption_as_narration)
     panel["text"] = buckets.as_dict()
     if buckets.description:
         panel["description"] = "\n".join(buckets.description)
-    used.update(k for k, _ in BOX_KEYS if k == raw.key)
+    used.update(k for k, _ in BOX_KEYS if raw is not None and k == raw.key)
     used.update(FORMAT_HINT_KEYS)
     used.update(_NORMALIZED_FLAGS)
     for key in SCORE_KEYS:
@@ -481,7 +560,7 @@ def _panel(
     characters = _characters(item, frame, notes, where, used)
     if characters is not None:
         panel["character_coords"] = characters
-    if raw.key == "$":  # box given as top-level x/y/w/h keys on the panel
+    if raw is not None and raw.key == "$":  # box given as top-level x/y/w/h keys on the panel
         used.update(("x", "y", "w", "h", "width", "height", "xmin", "ymin", "xmax", "ymax"))
         used.update(("x1", "y1", "x2", "y2", "left", "top", "right", "bottom"))
     panel.update(_extras(item, used | {"panel_coords", "score"}, notes, where))
