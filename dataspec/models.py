@@ -56,6 +56,15 @@ TextLine = Annotated[str, Strict(), StringConstraints(min_length=1, pattern=r"^\
 
 Score = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
 
+def _optional(**kwargs: Any) -> Any:
+    """An optional field: None by default, and left out of written files when None."""
+    return Field(default=None, exclude_if=_is_none, **kwargs)
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 _CONFIG = ConfigDict(extra="allow", allow_inf_nan=False, regex_engine="python-re")
 
 
@@ -84,12 +93,12 @@ class Panel(BaseModel):
 
     panel_coords: Box = Field(description="[x, y, w, h] in integer pixels of the page image.")
     text: PanelText = Field(default_factory=PanelText)
-    score: Score | None = Field(default=None, description="Detector confidence in [0, 1].")
-    character_coords: list[Box] | None = Field(
-        default=None, description="Character boxes inside this panel, [x, y, w, h] pixels."
+    score: Score | None = _optional(description="Detector confidence in [0, 1].")
+    character_coords: list[Box] | None = _optional(
+        description="Character boxes inside this panel, [x, y, w, h] pixels."
     )
-    description: Annotated[str, Strict()] | None = Field(
-        default=None, description="A VLM's description of the picture; not lettered text."
+    description: Annotated[str, Strict()] | None = _optional(
+        description="A VLM's description of the picture; not lettered text."
     )
 
 
@@ -107,10 +116,10 @@ class Source(BaseModel):
 
     model_config = _CONFIG
 
-    coco_image_id: Annotated[int, Strict()] | Annotated[str, Strict()] | None = None
-    vlm_json_path: Annotated[str, Strict()] | None = None
-    original_path: Annotated[str, Strict()] | None = Field(
-        default=None, description="The file this page was normalized from."
+    coco_image_id: Annotated[int, Strict()] | Annotated[str, Strict()] | None = _optional()
+    vlm_json_path: Annotated[str, Strict()] | None = _optional()
+    original_path: Annotated[str, Strict()] | None = _optional(
+        description="The file this page was normalized from."
     )
 
 
@@ -133,11 +142,11 @@ class Page(BaseModel):
         description="Absolute path preferred; a relative path is relative to an image root."
     )
     panels: list[Panel] = Field(default_factory=list)
-    reading_order: list[Coord] | None = Field(
-        default=None, description="Panel indices in reading order (a permutation)."
+    reading_order: list[Coord] | None = _optional(
+        description="Panel indices in reading order (a permutation)."
     )
-    page_size: PageSize | None = None
-    source: Source | None = None
+    page_size: PageSize | None = _optional()
+    source: Source | None = _optional()
 
     @model_validator(mode="after")
     def _cross_field(self) -> Page:
@@ -171,8 +180,8 @@ class Page(BaseModel):
         return reading_order(self.boxes(), rtl=rtl)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The page as written to disk: JSON types, None fields left out."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The page as written to disk: JSON types, unset optional fields left out."""
+        return self.model_dump(mode="json")
 
 
 def non_finite_extra(model: BaseModel) -> str | None:
