@@ -157,7 +157,7 @@ def test_rle_segmentation_matches_pycocotools() -> None:
     mask[300:700, 100:450] = 1
     mask[650:900, 400:600] = 1
     rle = mask_utils.encode(mask)
-    expected = [int(round(v)) for v in mask_utils.toBbox(rle)]
+    expected = [round(v) for v in mask_utils.toBbox(rle)]
     compressed = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
     boxes, _ = boxes_of({"segmentation": compressed})
     assert list(boxes[0]) == expected == [100, 300, 500, 600]

@@ -62,12 +62,12 @@ def test_image_path_keys(doc: dict[str, Any], expected: str) -> None:
         {"data": {"image": "a.jpg", "panels": [PANEL]}},
         {"image": "a.jpg", "result": {"panels": [PANEL]}},  # image beside the wrapper
         [{"image": "a.jpg", "panels": [PANEL]}],  # one-element list
-        {"response": '```json\n{"image": "a.jpg", "panels": [%s]}\n```' % json.dumps(PANEL)},
+        {"response": f'```json\n{{"image": "a.jpg", "panels": [{json.dumps(PANEL)}]}}\n```'},
         {"data": [{"result": {"image": "a.jpg", "panels": [PANEL]}}]},  # nested
     ],
 )
 def test_wrappers(doc: Any) -> None:
-    page, notes = dataspec.normalize(doc)
+    page, _notes = dataspec.normalize(doc)
     assert page.page_image_path == "a.jpg"
     assert page.boxes() == [(10, 20, 300, 400)]
 
