@@ -51,8 +51,14 @@ Extent = Annotated[int, Strict(), Field(ge=1), BeforeValidator(_integral)]
 Box = tuple[Coord, Coord, Extent, Extent]
 """A box `[x, y, w, h]` in integer pixels of the page image."""
 
-TextLine = Annotated[str, Strict(), StringConstraints(min_length=1, pattern=r"^\S(?:[\s\S]*\S)?$")]
-"""One lettered line: non-empty, no leading or trailing whitespace."""
+TextLine = Annotated[
+    str, Strict(), StringConstraints(min_length=1, pattern=r"^\S(?:[\s\S]*\S)?(?![\s\S])")
+]
+r"""One lettered line: non-empty, no leading or trailing whitespace.
+
+The pattern ends in `(?![\s\S])` rather than `$`, which in Python's `re` (and so in the
+`jsonschema` package) also matches before a final newline.
+"""
 
 Score = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
 

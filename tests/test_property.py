@@ -1,0 +1,84 @@
+"""Property: any JSON value given to `normalize` yields a valid Page that round-trips, or DataSpecError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dataspec
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+any_json = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=5), st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+# Keys and values the normalizers look for, so generated documents reach the deep rules.
+KEYS = [
+    "image", "image_path", "page_image_path", "panels", "VLM_panels", "detections", "result",
+    "data", "bbox", "box", "box_2d", "polygon", "segmentation", "panel_coords", "text",
+    "speakers", "dialogue", "narration", "sfx", "caption", "speech_type", "panel_number",
+    "reading_order", "page_size", "width", "height", "score", "bbox_format", "x", "y", "w", "h",
+    "xmin", "ymax", "characters", "source", "counts", "size", "ocr",
+]  # fmt: skip
+numbers = st.one_of(
+    st.integers(min_value=-50, max_value=3000),
+    st.floats(min_value=-10, max_value=3000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["12", "0.5", "1e3", "x"]),
+)
+boxes = st.one_of(
+    st.lists(numbers, min_size=2, max_size=8),
+    st.lists(st.lists(numbers, min_size=2, max_size=2), min_size=1, max_size=4),
+)
+words = st.sampled_from(["xyxy", "xywh", "yolo", "sfx", "narration", "thought", "a.jpg", "  hi  ", ""])
+shaped = st.recursive(
+    st.one_of(scalars, numbers, boxes, words),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.sampled_from(KEYS), children, max_size=6),
+    ),
+    max_leaves=40,
+)
+
+
+def check(value: Any, **kwargs: Any) -> None:
+    try:
+        page, notes = dataspec.normalize(value, **kwargs)
+    except dataspec.DataSpecError:
+        return
+    assert isinstance(page, dataspec.Page)
+    assert all(isinstance(n, dataspec.Note) for n in notes)
+    data = dataspec.dumps(page)
+    again = dataspec.loads(data)
+    assert again == page
+    assert dataspec.dumps(again) == data
+    jsonschema.Draft202012Validator(SCHEMA).validate(page.to_json_dict())
+
+
+SCHEMA = dataspec.json_schema()
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(any_json)
+def test_any_json_value(value: Any) -> None:
+    check(value)
+
+
+@SETTINGS
+@given(shaped, st.one_of(st.none(), st.tuples(st.integers(1, 3000), st.integers(1, 3000))))
+def test_page_shaped_values(value: Any, page_size: tuple[int, int] | None) -> None:
+    check(value, page_size=page_size, json_path="/corpus/Series/0001.json")
