@@ -83,7 +83,7 @@ def validate(
     """Check page files (files, directories, .txt lists). Exit 1 if any is invalid."""
     if check_images and not image_root:
         raise click.UsageError("--check-images needs --image-root")
-    if report and not report.endswith((".csv", ".jsonl")):
+    if report and not report.lower().endswith((".csv", ".jsonl")):
         raise click.UsageError("--report must end in .csv or .jsonl")
     files = _expand(paths, image_root)
     resolver = ImageResolver(image_root) if image_root else None
@@ -120,7 +120,7 @@ def validate(
 
 def _write_report(path: str, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_open(path, "w", newline="") as fh:
-        if path.endswith(".jsonl"):
+        if path.lower().endswith(".jsonl"):
             for row in rows:
                 fh.write(orjson.dumps(row).decode() + "\n")
         else:
@@ -130,15 +130,18 @@ def _write_report(path: str, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def _mirror(files: Sequence[Path], inputs: Sequence[str]) -> list[Path]:
-    """Output paths keeping the input tree: relative to the input dir, else the common root."""
-    dirs = [Path(p).resolve() for p in inputs if Path(p).is_dir()]
-    resolved = [f.resolve() for f in files]
-    common = Path(os.path.commonpath([str(f.parent) for f in resolved]))
-    out = []
-    for f in resolved:
-        base = next((d for d in dirs if f.is_relative_to(d)), common)
-        out.append(f.relative_to(base))
-    return out
+    """Output paths keeping the input tree, relative to the common root of all inputs.
+
+    One input folder maps to the output root itself; several inputs keep their own
+    folder names below their common root, so two inputs never write the same file.
+    """
+    bases = [Path(p).resolve() for p in inputs if Path(p).is_dir()]
+    dirs = {p.resolve() for p in bases}
+    bases.extend(
+        f.resolve().parent for f in files if not any(f.resolve().is_relative_to(d) for d in dirs)
+    )
+    common = Path(os.path.commonpath([str(b) for b in bases]))
+    return [f.resolve().relative_to(common) for f in files]
 
 
 @main.command()

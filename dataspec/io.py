@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -10,10 +11,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from .errors import DataSpecError, Note
-from .models import Page, non_finite_extra
+from .models import Page, extra_holders
 from .paths import ImageResolver
 
 PathLike = str | os.PathLike[str]
@@ -44,34 +45,61 @@ def _contract_error(exc: ValidationError, file: PathLike | None) -> DataSpecErro
     return DataSpecError(msg + more, file=file, where=json_path(first["loc"]))
 
 
+_INT64 = 2**63
+
+
 def loads(data: bytes | str, *, file: PathLike | None = None) -> Page:
     """Strictly validate one canonical page from JSON bytes; `DataSpecError` on any violation."""
-    if isinstance(data, bytes) and data.startswith(b"\xef\xbb\xbf"):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
         page = Page.model_validate_json(data)
     except ValidationError as exc:
         raise _contract_error(exc, file) from None
-    _check_finite(page, file)
+    _check_json_safe(page, file)
     return page
 
 
-def _check_finite(page: Page, file: PathLike | None) -> None:
-    """Reject NaN/Infinity literals hidden in unknown keys (canonical files are strict JSON)."""
-    parts: list[tuple[str, BaseModel | None]] = [
-        ("$", page),
-        ("$.page_size", page.page_size),
-        ("$.source", page.source),
-    ]
-    for i, panel in enumerate(page.panels):
-        parts.append((f"$.panels[{i}]", panel))
-        parts.append((f"$.panels[{i}].text", panel.text))
-    for where, model in parts:
-        if model is None:
-            continue
-        found = non_finite_extra(model)
+def _check_json_safe(page: Page, file: PathLike | None) -> None:
+    """Reject unknown keys holding NaN/Infinity or integers beyond 64 bits (not portable JSON).
+
+    The known fields are checked by the models; only unknown keys need this walk.
+    """
+    if not (
+        page.__pydantic_extra__
+        or (page.source is not None and page.source.__pydantic_extra__)
+        or (page.page_size is not None and page.page_size.__pydantic_extra__)
+        or any(p.__pydantic_extra__ or p.text.__pydantic_extra__ for p in page.panels)
+    ):
+        return
+    for where, model in extra_holders(page):
+        if model.__pydantic_extra__:
+            found = _unsafe_value(model.__pydantic_extra__, where)
+            if found is not None:
+                raise DataSpecError(
+                    "NaN, Infinity or an integer beyond 64 bits is not portable JSON",
+                    file=file,
+                    where=found,
+                )
+
+
+def _unsafe_value(value: Any, where: str) -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -_INT64 <= value < _INT64 else where
+    items: Any = ()
+    if isinstance(value, dict):
+        items = ((f"{where}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    for here, item in items:
+        found = _unsafe_value(item, here)
         if found is not None:
-            raise DataSpecError("NaN/Infinity is not JSON", file=file, where=where + found)
+            return found
+    return None
 
 
 def load(

@@ -8,7 +8,6 @@ and listed in `CROSS_FIELD_RULES`.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +17,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -37,30 +37,46 @@ __all__ = [
 
 def _integral(value: Any) -> Any:
     """Accept 3.0 for 3, as JSON Schema's `integer` does; leave anything else to the check."""
-    if isinstance(value, float) and value.is_integer():
+    if type(value) is float and value.is_integer():
         return int(value)
     return value
 
 
-Coord = Annotated[int, Strict(), Field(ge=0), BeforeValidator(_integral)]
+def _integral_items(value: Any) -> Any:
+    """`_integral` over a JSON array (one call per box, not per number: the hot path)."""
+    if type(value) is list and float in map(type, value):
+        return [_integral(v) for v in value]
+    return value
+
+
+_IntList = BeforeValidator(_integral_items)
+
+Coord = Annotated[int, Strict(), Field(ge=0)]
 """A pixel coordinate: integer, >= 0."""
 
-Extent = Annotated[int, Strict(), Field(ge=1), BeforeValidator(_integral)]
+Extent = Annotated[int, Strict(), Field(ge=1)]
 """A pixel extent (width or height): integer, >= 1."""
 
-Box = tuple[Coord, Coord, Extent, Extent]
-"""A box `[x, y, w, h]` in integer pixels of the page image."""
+Box = Annotated[tuple[Coord, Coord, Extent, Extent], _IntList]
+"""A box `[x, y, w, h]` in integer pixels of the page image (3.0 is read as 3)."""
 
+_NOT_SPACE = r"[^\s\x1c-\x1f]"
 TextLine = Annotated[
-    str, Strict(), StringConstraints(min_length=1, pattern=r"^\S(?:[\s\S]*\S)?(?![\s\S])")
+    str,
+    Strict(),
+    StringConstraints(min_length=1, pattern=rf"^{_NOT_SPACE}(?:[\s\S]*{_NOT_SPACE})?$"),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": r"^\S(?:[\s\S]*\S)?(?![\s\S])"}),
 ]
-r"""One lettered line: non-empty, no leading or trailing whitespace.
+r"""One lettered line: non-empty, no leading or trailing whitespace (as `str.strip` sees it).
 
-The pattern ends in `(?![\s\S])` rather than `$`, which in Python's `re` (and so in the
-`jsonschema` package) also matches before a final newline.
+Validated with the Rust regex engine (fast; `$` is the true end, `\s` is Unicode White_Space,
+so the separators U+001C–U+001F that Python also strips are named). The published schema
+says the same for Python's `re` (which the `jsonschema` package uses): it ends in
+`(?![\s\S])` because there `$` also matches before a final newline.
 """
 
 Score = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+
 
 def _optional(**kwargs: Any) -> Any:
     """An optional field: None by default, and left out of written files when None."""
@@ -71,7 +87,7 @@ def _is_none(value: Any) -> bool:
     return value is None
 
 
-_CONFIG = ConfigDict(extra="allow", allow_inf_nan=False, regex_engine="python-re")
+_CONFIG = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class PanelText(BaseModel):
@@ -113,8 +129,8 @@ class PageSize(BaseModel):
 
     model_config = _CONFIG
 
-    width: Extent
-    height: Extent
+    width: Annotated[Extent, BeforeValidator(_integral)]
+    height: Annotated[Extent, BeforeValidator(_integral)]
 
 
 class Source(BaseModel):
@@ -148,7 +164,7 @@ class Page(BaseModel):
         description="Absolute path preferred; a relative path is relative to an image root."
     )
     panels: list[Panel] = Field(default_factory=list)
-    reading_order: list[Coord] | None = _optional(
+    reading_order: Annotated[list[Coord], _IntList] | None = _optional(
         description="Panel indices in reading order (a permutation)."
     )
     page_size: PageSize | None = _optional()
@@ -164,12 +180,16 @@ class Page(BaseModel):
         if self.page_size is not None:
             width, height = self.page_size.width, self.page_size.height
             for i, panel in enumerate(self.panels):
-                boxes = [panel.panel_coords, *(panel.character_coords or ())]
-                for x, y, w, h in boxes:
+                x, y, w, h = panel.panel_coords
+                if x + w > width or y + h > height:
+                    raise ValueError(
+                        f"panels[{i}]: box {[x, y, w, h]} lies outside the page {width}x{height}"
+                    )
+                for x, y, w, h in panel.character_coords or ():
                     if x + w > width or y + h > height:
                         raise ValueError(
-                            f"panels[{i}]: box {[x, y, w, h]} lies outside the page "
-                            f"{width}x{height}"
+                            f"panels[{i}].character_coords: box {[x, y, w, h]} lies outside "
+                            f"the page {width}x{height}"
                         )
         return self
 
@@ -190,41 +210,23 @@ class Page(BaseModel):
         return self.model_dump(mode="json")
 
 
-def non_finite_extra(model: BaseModel) -> str | None:
-    """JSON path (relative) of a NaN/Infinity in the model's unknown keys, if any."""
-    extra = model.__pydantic_extra__
-    if not extra:
-        return None
-    return _find_non_finite(extra, "")
-
-
-def _find_non_finite(value: Any, where: str) -> str | None:
-    if isinstance(value, float):
-        return None if math.isfinite(value) else where
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _find_non_finite(item, f"{where}.{key}")
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _find_non_finite(item, f"{where}[{i}]")
-            if found is not None:
-                return found
-    return None
+def extra_holders(page: Page) -> list[tuple[str, BaseModel]]:
+    """(JSON path, model) for every part of a page that may carry unknown keys."""
+    parts: list[tuple[str, BaseModel]] = [("$", page)]
+    if page.page_size is not None:
+        parts.append(("$.page_size", page.page_size))
+    if page.source is not None:
+        parts.append(("$.source", page.source))
+    for i, panel in enumerate(page.panels):
+        parts.extend(((f"$.panels[{i}]", panel), (f"$.panels[{i}].text", panel.text)))
+    return parts
 
 
 def unknown_keys(page: Page) -> list[str]:
     """JSON paths of every key the contract does not define (kept, but flaggable)."""
-    found: list[str] = []
-    parts: list[tuple[str, BaseModel | None]] = [
-        ("$", page),
-        ("$.page_size", page.page_size),
-        ("$.source", page.source),
+    return [
+        f"{where}.{key}"
+        for where, model in extra_holders(page)
+        if model.__pydantic_extra__ and not isinstance(model, Source)
+        for key in model.__pydantic_extra__
     ]
-    for i, panel in enumerate(page.panels):
-        parts.extend(((f"$.panels[{i}]", panel), (f"$.panels[{i}].text", panel.text)))
-    for where, model in parts:
-        if model is not None and model.__pydantic_extra__ and not isinstance(model, Source):
-            found.extend(f"{where}.{key}" for key in model.__pydantic_extra__)
-    return found

@@ -184,13 +184,15 @@ class ImageResolver:
             posix = local.replace("\\", "/")
             parts = [p for p in PurePosixPath(posix).parts if p not in ("/", "")]
             if os.path.isabs(local):
-                out.append(local)
+                folder, name = os.path.split(local)
+                out.extend(os.path.join(folder, n) for n in [name, *_name_variants(name)])
             else:
                 out.extend(os.path.join(root, posix) for root in roots)
             if is_windows_path(image_path):
                 parts = parts[1:]  # drop "E:"
-            # the tail of the path under each root, longest first, with extension variants
-            for depth in range(min(len(parts), 4), 0, -1):
+            # the tail of the path under each root, longest first, with extension variants;
+            # a bare file name only when the path names no folder
+            for depth in range(min(len(parts), 4), min(len(parts), 2) - 1, -1):
                 tail = parts[-depth:]
                 for root in roots:
                     for name in _name_variants(tail[-1]):
@@ -240,20 +242,25 @@ class ImageResolver:
         if self._index is None:
             self._build_index()
         assert self._index is not None
-        chains: list[list[str]] = []
+        # (folders + stem, how many trailing parts must match): every folder the image path
+        # names must agree (up to three parts); a JSON's own folders may be arbitrary
+        # (batch folders), so its keys need only the parent folder and the stem.
+        chains: list[tuple[list[str], int]] = []
         if image_path:
             parts = PurePosixPath(image_path.replace("\\", "/")).parts
-            chains.append([*parts[:-1], _image_stem(parts[-1])] if parts else [])
+            if parts:
+                chain = [p for p in (*parts[:-1], _image_stem(parts[-1])) if p not in ("/", "")]
+                chains.append((chain, min(3, len(chain))))
         if json_path is not None:
             jp = Path(json_path)
             stem = _image_stem(jp.name)
-            chains.append([jp.parent.parent.name, jp.parent.name, stem])
+            chains.append(([jp.parent.parent.name, jp.parent.name, stem], 2))
             if "_" in stem:
                 head, rest = stem.split("_", 1)
-                chains.append([jp.parent.name, head, rest])
+                chains.append(([jp.parent.name, head, rest], 2))
         for depth in (3, 2, 1):
-            for chain in chains:
-                if len(chain) < depth:
+            for chain, needed in chains:
+                if depth < needed or len(chain) < depth:
                     continue
                 key = tuple(p.lower() for p in chain[-depth:])
                 matches = self._index.get(key, [])

@@ -636,7 +636,7 @@ def _source(
         source["value"] = _sanitize(value, notes, "$.source")
     used.add("source")
     if json_path is not None:
-        source.setdefault("original_path", os.fspath(json_path))
+        source.setdefault("original_path", os.path.abspath(json_path))
     return source
 
 
