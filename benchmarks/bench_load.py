@@ -61,7 +61,7 @@ def write_corpus(root: Path, pages: int, seed: int) -> list[Path]:
     for i in range(pages):
         path = root / f"Series {i % 100:03d}" / f"{i:05d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(orjson.dumps(make_page(rng, i), option=orjson.OPT_INDENT_2))
+        path.write_bytes(orjson.dumps(make_page(rng, i)))  # as dataspec.dump writes
         paths.append(path)
     return paths
 

@@ -173,11 +173,11 @@ def load_with_notes(
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-_DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+_DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
 def dumps(page: Page) -> bytes:
-    """The page's canonical file bytes: UTF-8 JSON, 2-space indent, field order fixed."""
+    """The page's canonical file bytes: compact UTF-8 JSON on one line, field order fixed."""
     try:
         return orjson.dumps(page.to_json_dict(), option=_DUMP_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:

@@ -1,0 +1,31 @@
+# `make demo` and `make test` work on a fresh machine: each sets up .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev,analyzer
+
+.PHONY: setup demo test lint bench schema
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	rm -rf demo_out
+	$(VENV)/bin/dataspec normalize examples/wild --out-dir demo_out/canonical --notes
+	$(VENV)/bin/dataspec validate demo_out/canonical --report demo_out/validate.csv
+	@echo "canonical pages: demo_out/canonical/   skip log: demo_out/canonical/normalize_skips.csv"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_load.py --pages 50000
+
+schema: setup
+	$(VENV)/bin/dataspec schema --out schemas/dataspec-0.3.schema.json
