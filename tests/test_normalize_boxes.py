@@ -180,3 +180,22 @@ def test_character_coords_are_normalized_too() -> None:
     page, notes = dataspec.normalize({"image": "a.jpg", "page_size": [W, H], "panels": [panel]})
     assert page.panels[0].character_coords == [(10, 10, 50, 80)]
     assert "character_dropped" in {n.code for n in notes}
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        ("XYXY_ABS", (10, 20, 290, 380)),  # detectron2 BoxMode names
+        ("XYWH_ABS", (10, 20, 300, 400)),
+        ("pascal_voc", (10, 20, 290, 380)),
+        ("coco", (10, 20, 300, 400)),
+    ],
+)
+def test_detector_format_names(hint: str, expected: tuple[int, ...]) -> None:
+    boxes, _ = boxes_of({"bbox": [10, 20, 300, 400], "box_mode": hint})
+    assert boxes == [expected]
+
+
+def test_relative_xyxy_hint_scales() -> None:
+    boxes, _ = boxes_of({"bbox": [0.1, 0.1, 0.5, 0.5]}, coordinate_system="XYXY_REL")
+    assert boxes == [(100, 150, 400, 600)]

@@ -231,3 +231,14 @@ def test_big_integers_and_surrogates_are_made_json_safe() -> None:
     assert page.to_json_dict()["huge"] == "123456789012345678901234567890"
     assert dataspec.loads(dataspec.dumps(page)) == page
     assert "big_integer" in codes(notes)
+
+
+def test_raw_chat_completion_and_gemini_replies() -> None:
+    page_json = json.dumps({"image": "a.jpg", "panels": [PANEL]})
+    chat = {"id": "gen-1", "choices": [{"message": {"role": "assistant", "content": f"```json\n{page_json}\n```"}}]}
+    gemini = {"candidates": [{"content": {"parts": [{"text": page_json}]}}]}
+    for doc in (chat, gemini, {"pages": [json.loads(page_json)]}):
+        page, _ = dataspec.normalize(doc)
+        assert page.page_image_path == "a.jpg" and page.boxes() == [(10, 20, 300, 400)]
+    with pytest.raises(dataspec.DataSpecError, match="not panels"):
+        dataspec.normalize({"pages": [json.loads(page_json), json.loads(page_json)]})

@@ -45,6 +45,7 @@ FORMAT_HINT_KEYS = (
     "coords_format",
     "coordinate_format",
     "bbox_type",
+    "coordinate_system",
     "format",
 )
 """Page- or panel-level keys that say how 4-number boxes are laid out."""
@@ -69,7 +70,7 @@ def parse_format_hint(value: Any) -> tuple[Layout | None, bool]:
     if not isinstance(value, str):
         return None, False
     key = re.sub(r"[^a-z0-9]", "", value.lower())
-    normalized = "norm" in key or "relative" in key or key == "yolo"
+    normalized = "norm" in key or "rel" in key or key == "yolo"
     for word in ("normalized", "normalised", "relative", "norm", "rel", "abs", "pixels", "px"):
         key = key.replace(word, "")
     return _HINTS.get(key), normalized

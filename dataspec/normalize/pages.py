@@ -66,8 +66,25 @@ PANEL_LIST_KEYS = (
 )
 """Page keys holding the panel list, in the order tried (then any list of box-bearing dicts)."""
 
-WRAPPER_KEYS = ("result", "page", "data", "response", "output", "analysis", "content")
-"""Keys whose value is the page itself (their siblings are kept as page-level fields)."""
+WRAPPER_KEYS = (
+    "result",
+    "page",
+    "data",
+    "response",
+    "output",
+    "analysis",
+    "content",
+    "pages",
+    "choices",  # a raw chat-completion reply: choices[0].message.content
+    "message",
+    "candidates",  # a raw Gemini reply: candidates[0].content.parts[0].text
+    "parts",
+    "text",
+)
+"""Keys whose value may be the page itself (their siblings are kept as page-level fields).
+
+Tried in this order, only when the document has no panel list of its own.
+"""
 
 _SIZE_PAIRS = (
     ("width", "height"),
@@ -229,18 +246,22 @@ def _locate(
     if found is not None:
         key, items = found
         return obj, items, f"{where}.{key}"
+    wrapper_error: DataSpecError | None = None
     for key in WRAPPER_KEYS:
         inner = obj.get(key)
         if not isinstance(inner, dict | list | str):
             continue
         try:
             inner_fields, items, inner_where = _locate(inner, notes, f"{where}.{key}", depth + 1)
-        except DataSpecError:
+        except DataSpecError as exc:
+            wrapper_error = wrapper_error or exc
             continue
         notes.append(Note("unwrapped", f"page taken from {key!r}", where))
         merged = {k: v for k, v in obj.items() if k != key}
         merged.update(inner_fields)
         return merged, items, inner_where
+    if wrapper_error is not None and not any(k in obj for k in IMAGE_KEYS):
+        raise wrapper_error  # e.g. {"pages": [two pages]}: say why, not "no image path"
     return obj, None, where
 
 
