@@ -196,3 +196,48 @@ def normalize(
     click.echo(f"{len(files)} files: {written} written to {out_root}, {len(skips)} skipped ({log})")
     if codes:
         click.echo("notes: " + ", ".join(f"{c}={n}" for c, n in sorted(codes.items())))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("--image-root", help="Find page images under this root (comma/semicolon list).")
+@click.option("--contact-sheet", is_flag=True, help="Many pages as thumbnails in one PNG.")
+@click.option("--cols", default=4, show_default=True, help="Contact-sheet columns.")
+@click.option("--limit", default=48, show_default=True, help="At most this many pages.")
+@click.option("--lenient", is_flag=True, help="Accept every variant the normalizers know.")
+@click.option("--rtl", is_flag=True, help="Right-to-left reading order (manga).")
+def render(
+    paths: tuple[str, ...],
+    out: str,
+    image_root: str | None,
+    contact_sheet: bool,
+    cols: int,
+    limit: int,
+    lenient: bool,
+    rtl: bool,
+) -> None:
+    """Draw pages: panel boxes, reading-order numbers and the start of each panel's text."""
+    try:
+        from . import render as drawing
+    except ImportError as exc:
+        raise click.ClickException(f"rendering needs Pillow ({exc}): pip install pillow") from exc
+    files = _expand(paths, image_root)
+    if len(files) > 1 and not contact_sheet:
+        raise click.UsageError("several pages need --contact-sheet")
+    resolver = ImageResolver(image_root) if image_root else None
+    images, labels = [], []
+    for path in files[:limit]:
+        try:
+            page = load(path, lenient=lenient)
+        except DataSpecError as exc:
+            click.echo(f"SKIPPED {exc}", err=True)
+            continue
+        images.append(drawing.render_page(page, resolver=resolver, json_path=path, rtl=rtl))
+        labels.append(str(path))
+    if not images:
+        raise click.ClickException("no page could be loaded")
+    image = drawing.contact_sheet(images, labels=labels, cols=cols) if contact_sheet else images[0]
+    with atomic_open(out, "wb") as fh:
+        image.save(fh, format="PNG")
+    click.echo(f"wrote {out} ({len(images)} page{'s' if len(images) > 1 else ''})")
