@@ -105,8 +105,8 @@ def _read_list(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _image_stem(name: str) -> str:
-    """`0001.jpg.png` → `0001`; `0001.json` → `0001`; case kept."""
+def image_stem(name: str) -> str:
+    """A file name without its image/JSON extensions: `0001.jpg.png` → `0001`; case kept."""
     stem = name
     while True:
         base, ext = os.path.splitext(stem)
@@ -118,7 +118,7 @@ def _image_stem(name: str) -> str:
 
 def _name_variants(name: str) -> list[str]:
     """File names an image called `name` (or named after a JSON) may have on disk."""
-    stem = _image_stem(name)
+    stem = image_stem(name)
     names = [name] if os.path.splitext(name)[1].lower() in IMAGE_EXTS else []
     for ext in IMAGE_EXTS:
         names.extend((stem + ext, stem + ext.upper()))
@@ -203,7 +203,7 @@ class ImageResolver:
             parent, grand = jp.parent.name, jp.parent.parent.name
             layouts: list[tuple[list[str], str]] = [([parent], base), ([grand, parent], base)]
             layouts.append(([], base))
-            stem = _image_stem(base)
+            stem = image_stem(base)
             if "_" in stem:  # <Series>/JPG4CBZ_0001.json → <Series>/JPG4CBZ/0001.jpg
                 head, rest = stem.split("_", 1)
                 layouts.insert(0, ([parent, head], rest))
@@ -228,7 +228,7 @@ class ImageResolver:
                         if os.path.splitext(name)[1].lower() not in IMAGE_EXTS:
                             continue
                         full = os.path.join(dirpath, name)
-                        stem = _image_stem(name).lower()
+                        stem = image_stem(name).lower()
                         for key in ((grand, parent, stem), (parent, stem), (stem,)):
                             index.setdefault(key, []).append(full)
             self._index = index
@@ -249,11 +249,11 @@ class ImageResolver:
         if image_path:
             parts = PurePosixPath(image_path.replace("\\", "/")).parts
             if parts:
-                chain = [p for p in (*parts[:-1], _image_stem(parts[-1])) if p not in ("/", "")]
+                chain = [p for p in (*parts[:-1], image_stem(parts[-1])) if p not in ("/", "")]
                 chains.append((chain, min(3, len(chain))))
         if json_path is not None:
             jp = Path(json_path)
-            stem = _image_stem(jp.name)
+            stem = image_stem(jp.name)
             chains.append(([jp.parent.parent.name, jp.parent.name, stem], 2))
             if "_" in stem:
                 head, rest = stem.split("_", 1)

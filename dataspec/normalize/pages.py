@@ -163,10 +163,13 @@ def read_panels(
     """Every panel of a page-shaped document with its text, in panel order, boxes optional.
 
     The same rules as `normalize`, for documents whose panels may carry no box (a VLM
-    analysis); needs no image path. Raises `DataSpecError` when no page can be found.
+    analysis); needs no image path. Raises `DataSpecError` when the document holds no
+    panel list at all (an empty list is zero panels).
     """
     notes: list[Note] = []
     fields, items, panels_where = _locate(obj, notes, "$", 0)
+    if items is None:
+        raise DataSpecError("no panel list found (e.g. an error reply)")
     size = _doc_size(fields, {}, notes, set()) or (
         (int(page_size[0]), int(page_size[1])) if page_size is not None else None
     )

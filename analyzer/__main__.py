@@ -1,0 +1,5 @@
+"""`python -m analyzer`: the analyzer command line."""
+
+from .cli import main
+
+raise SystemExit(main())

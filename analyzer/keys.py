@@ -1,0 +1,139 @@
+"""The page key: what an image path and a VLM JSON path reduce to, so the two can meet.
+
+A path is read from its end: the file stem is the page, generic container folders
+(`JPG4CBZ`, `pages`, `images`, …, see `CONTAINERS`) are skipped, and the nearest other
+folder is the series. A stem such as `JPG4CBZ_0001` counts as the container `JPG4CBZ`
+plus the page `0001`, so `<Series>/JPG4CBZ/0001.jpg` and `<Series>/JPG4CBZ_0001.json`
+are the same page.
+
+Two keys come out of it:
+
+- the *exact key*: the series folder exactly as written, the container names (lower
+  case) and the page stem exactly as written: `X-Men 01/jpg4cbz/0001`. Punctuation twins
+  ("X-Men 01" and "X Men 01") have different exact keys. The folders above the series
+  (`parents`) break ties between equal exact keys.
+- the *series+page key*: the series folder reduced to lower-case letters and digits, and
+  the page number without zero padding: `xmen01#1`. Twins share it, so it is only used
+  when one spelling of the series exists on each side (see `analyzer.match`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from dataspec.paths import image_stem, is_windows_path
+
+__all__ = ["CONTAINERS", "PageKey", "norm_path", "norm_series", "page_key", "page_number"]
+
+CONTAINERS = frozenset(
+    {
+        "jpg4cbz",
+        "jpg4cbr",
+        "cbz",
+        "cbr",
+        "jpg",
+        "jpeg",
+        "png",
+        "webp",
+        "pages",
+        "page",
+        "images",
+        "image",
+        "img",
+        "imgs",
+        "scans",
+        "scan",
+    }
+)
+"""Folder names (letters and digits, lower case) that hold pages but name no series."""
+
+_PREFIX = re.compile(r"^([A-Za-z0-9]+)[ _\-.]+(.+)$")
+_TRAILING_NUMBER = re.compile(r"^\D*?(\d+)$")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+@functools.lru_cache(maxsize=65536)
+def _alnum(text: str) -> str:
+    """Lower-case letters and digits only, accents removed."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
+    return _NOT_ALNUM.sub("", text.casefold())
+
+
+def norm_series(name: str) -> str:
+    """A series folder name reduced to lower-case letters and digits (`X-Men 01` → `xmen01`)."""
+    return _alnum(name)
+
+
+def page_number(stem: str) -> str:
+    """The page part of the series+page key: `0012` → `12`, `p3` → `3`, else letters+digits."""
+    match = _TRAILING_NUMBER.match(stem)
+    if match:
+        return str(int(match.group(1)))
+    return _alnum(stem)
+
+
+def norm_path(path: str) -> str:
+    """A path compared as text: forward slashes, case folded (for map and list look-ups)."""
+    return path.replace("\\", "/").casefold()
+
+
+def _is_container(name: str) -> bool:
+    return _alnum(name) in CONTAINERS
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """Where a page sits: its series folder, container folders and page stem."""
+
+    series: str
+    """The series folder exactly as written ('' when the path has none)."""
+    containers: tuple[str, ...]
+    """Generic container names between series and page, lower case, outermost first."""
+    stem: str
+    """The page stem exactly as written, container prefix removed (`0001`)."""
+    parents: tuple[str, ...]
+    """Folders above the series, nearest first (tie-breaker for equal exact keys)."""
+
+    @property
+    def exact(self) -> str:
+        """`<series>/<containers…>/<stem>`, case and punctuation kept."""
+        return "/".join((self.series, *self.containers, self.stem))
+
+    @property
+    def series_norm(self) -> str:
+        """The series name as letters and digits."""
+        return _alnum(self.series)
+
+    @property
+    def series_page(self) -> str:
+        """`<normalized series>#<page number>`."""
+        return f"{_alnum(self.series)}#{page_number(self.stem)}"
+
+
+def page_key(path: str) -> PageKey:
+    """The page key of an image path or VLM JSON path (Windows or POSIX, any depth)."""
+    text = path.replace("\\", "/")
+    if is_windows_path(path):
+        text = text[2:]
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts:
+        return PageKey("", (), "", ())
+    stem = image_stem(parts[-1])
+    containers: list[str] = []
+    match = _PREFIX.match(stem)
+    if match and _is_container(match.group(1)):
+        containers.append(match.group(1).lower())
+        stem = match.group(2)
+    folders = parts[:-1]
+    i = len(folders) - 1
+    while i >= 0 and _is_container(folders[i]):
+        containers.insert(0, folders[i].lower())
+        i -= 1
+    series = folders[i] if i >= 0 else ""
+    parents = tuple(reversed(folders[:i])) if i > 0 else ()
+    return PageKey(series, tuple(containers), stem, parents)

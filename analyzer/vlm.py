@@ -1,0 +1,243 @@
+"""VLM side: the index of per-page VLM JSONs, the optional map, and per-page text stats.
+
+The index holds paths and keys only; a VLM document is read when its page is processed
+(`read_vlm`) and dropped afterwards. Text per panel comes from `dataspec.read_panels`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dataspec.errors import DataSpecError, Note
+from dataspec.io import read_bytes
+from dataspec.normalize import PanelRecord, read_panels
+from dataspec.normalize.decode import decode_bytes
+from dataspec.paths import IMAGE_EXTS, windows_to_local
+
+from .keys import PageKey, page_key
+from .report import Problem
+
+__all__ = [
+    "MapEntry",
+    "VlmFile",
+    "VlmStats",
+    "load_vlm_map",
+    "locate_map_vlm",
+    "read_vlm",
+    "scan_vlm_dir",
+    "vlm_stats",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VlmFile:
+    """One VLM JSON: its local path, its path under `--vlm_dir` (if there), its page key."""
+
+    path: str
+    rel: str | None
+    key: PageKey
+
+
+def scan_vlm_dir(
+    root: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+) -> list[VlmFile]:
+    """Every `*.json` under `root` (recursive, sorted by relative path).
+
+    Keys are taken from the path relative to `root`. `progress` gets a count per folder.
+    """
+    base = os.path.abspath(os.fspath(root))
+    found: list[tuple[str, str]] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        here = os.path.join(base, rel_dir) if rel_dir else base
+        try:
+            entries = list(os.scandir(here))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            try:
+                if entry.is_dir():
+                    stack.append(rel)
+                elif entry.name.lower().endswith(".json") and entry.is_file():
+                    found.append((rel, entry.path))
+            except OSError:
+                continue
+        if progress is not None:
+            progress(len(entries))
+    found.sort()
+    return [VlmFile(path, rel, page_key(rel)) for rel, path in found]
+
+
+@dataclass(frozen=True, slots=True)
+class MapEntry:
+    """One `--vlm_map` entry: an image path (None for a bare list item) and a VLM path."""
+
+    image: str | None
+    vlm: str
+    where: str
+
+
+_PAIR_IMAGE_KEYS = ("image", "image_path", "img", "page_image_path", "file_name")
+_PAIR_VLM_KEYS = ("vlm", "vlm_json", "vlm_json_path", "json", "json_path", "vlm_path")
+
+
+def _is_image(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTS
+
+
+def _orient(a: str, b: str) -> tuple[str, str]:
+    """(image, vlm) of a pair given either way round: the `.json` side is the VLM."""
+    if a.lower().endswith(".json") and not b.lower().endswith(".json"):
+        return b, a
+    if _is_image(a) or b.lower().endswith(".json"):
+        return a, b
+    return (b, a) if _is_image(b) else (a, b)
+
+
+def load_vlm_map(path: str | os.PathLike[str]) -> tuple[list[MapEntry], list[Problem]]:
+    """Entries of a VLM map: `{image: vlm}` (either direction), a list of VLM paths, a list
+    of `[image, vlm]` pairs, or a list of `{image…, vlm…}` objects.
+
+    Raises `DataSpecError` when the file is unreadable or has none of these shapes;
+    unusable entries are reported as problems.
+    """
+    file = os.fspath(path)
+    notes: list[Note] = []
+    obj = decode_bytes(read_bytes(file), notes) if os.path.exists(file) else None
+    if obj is None:
+        raise DataSpecError("no such file", file=file)
+    entries: list[MapEntry] = []
+    problems: list[Problem] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, str) and value.strip():
+                image, vlm = _orient(str(key), value.strip())
+                entries.append(MapEntry(image, vlm, f"$[{key!r}]"))
+            else:
+                problems.append(Problem(file, f"$[{key!r}]", "value is not a path"))
+        return entries, problems
+    if not isinstance(obj, list):
+        raise DataSpecError("a VLM map must be a JSON object or list", file=file)
+    for i, item in enumerate(obj):
+        where = f"$[{i}]"
+        if isinstance(item, str) and item.strip():
+            entries.append(MapEntry(None, item.strip(), where))
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item):
+            image, vlm = _orient(item[0], item[1])
+            entries.append(MapEntry(image, vlm, where))
+        elif isinstance(item, dict):
+            named: str | None = next(
+                (item[k] for k in _PAIR_IMAGE_KEYS if isinstance(item.get(k), str)), None
+            )
+            json_path: str | None = next(
+                (item[k] for k in _PAIR_VLM_KEYS if isinstance(item.get(k), str)), None
+            )
+            if json_path:
+                entries.append(MapEntry(named, json_path, where))
+            else:
+                problems.append(Problem(file, where, "object names no VLM JSON path"))
+        else:
+            problems.append(Problem(file, where, "not a path, a pair or an object"))
+    return entries, problems
+
+
+def locate_map_vlm(
+    vlm: str,
+    map_dir: str,
+    vlm_dir: str | None,
+    by_rel: dict[str, VlmFile],
+) -> VlmFile | None:
+    """The VLM file a map entry names, or None when it does not exist.
+
+    Tried in order: the path itself when absolute (WSL-converted), the indexed file whose
+    path under `--vlm_dir` is the longest tail (2+ parts) of the entry's path, the path
+    relative to the map's folder.
+    """
+    local = windows_to_local(vlm, vlm_dir)
+    candidates = [local] if os.path.isabs(local) else []
+    candidates.append(os.path.join(map_dir, local))
+    for i, candidate in enumerate(candidates):
+        if i == len(candidates) - 1:  # the tails before the map-relative guess
+            parts = [p for p in local.replace("\\", "/").split("/") if p and p != "."]
+            for depth in range(len(parts), 1, -1):
+                found = by_rel.get("/".join(parts[-depth:]))
+                if found is not None:
+                    return found
+        if os.path.isfile(candidate):
+            full = os.path.abspath(candidate)
+            rel = _under(full, vlm_dir)
+            if rel is not None and rel in by_rel:
+                return by_rel[rel]
+            return VlmFile(full, rel, page_key(rel if rel is not None else full))
+    return None
+
+
+def _under(path: str, root: str | None) -> str | None:
+    """`path` relative to `root` (POSIX form) when it lies under it, else None."""
+    if root is None:
+        return None
+    base = os.path.abspath(root)
+    try:
+        rel = os.path.relpath(path, base)
+    except ValueError:  # another drive
+        return None
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        return None
+    return Path(rel).as_posix()
+
+
+@dataclass(frozen=True, slots=True)
+class VlmStats:
+    """Per-page VLM numbers of the analysis CSV."""
+
+    panels: int
+    with_text: int
+    dialogue: int
+    narration: int
+    sfx: int
+
+    @property
+    def text_coverage(self) -> float:
+        """Share of VLM panels with any lettered text (0 when there are no panels)."""
+        return self.with_text / self.panels if self.panels else 0.0
+
+
+def read_vlm(
+    path: str,
+    *,
+    page_size: tuple[int, int] | None = None,
+    caption_as_narration: bool = False,
+) -> list[PanelRecord]:
+    """The panels of one VLM JSON (dataspec's text rules); `DataSpecError` when unreadable."""
+    notes: list[Note] = []
+    try:
+        obj: Any = decode_bytes(read_bytes(path), notes)
+        records, _ = read_panels(
+            obj, page_size=page_size, caption_as_narration=caption_as_narration
+        )
+    except DataSpecError as exc:
+        if exc.file is None:
+            raise DataSpecError(exc.reason, file=path, where=exc.where) from None
+        raise
+    except (RecursionError, orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise DataSpecError(f"unreadable VLM JSON ({exc})", file=path) from None
+    return records
+
+
+def vlm_stats(records: list[PanelRecord]) -> VlmStats:
+    """Panel and text counts of a page's VLM panels."""
+    return VlmStats(
+        panels=len(records),
+        with_text=sum(not r.text.is_empty() for r in records),
+        dialogue=sum(bool(r.text.dialogue) for r in records),
+        narration=sum(bool(r.text.narration) for r in records),
+        sfx=sum(bool(r.text.sfx) for r in records),
+    )
