@@ -30,7 +30,7 @@ import numpy as np
 
 from dataspec.paths import IMAGE_EXTS, is_windows_path
 
-from .report import Problem
+from .problems import Problem
 
 __all__ = [
     "CHUNK_BYTES",

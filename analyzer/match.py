@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .keys import PageKey, norm_path, page_key, page_number
-from .report import Problem
+from .problems import Problem
 from .vlm import MapEntry, VlmFile, locate_map_vlm
 
 __all__ = [

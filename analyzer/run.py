@@ -40,7 +40,7 @@ from .emit import (
 )
 from .keys import norm_path, page_key
 from .match import AMBIGUITY_COLUMNS, MatchResult, match_pages
-from .report import PROBLEM_COLUMNS, Problem, echo_problems, shard_path, write_csv
+from .problems import PROBLEM_COLUMNS, Problem, echo_problems, shard_path, write_csv
 from .score import SUBSETS, score_page, subsets_of
 from .vlm import MapEntry, VlmFile, load_vlm_map, read_vlm, scan_vlm_dir, vlm_stats
 

@@ -28,7 +28,7 @@ from dataspec.io import atomic_open, atomic_write_bytes, read_bytes
 
 from .cli import flag, invoke
 from .keys import norm_path, page_key
-from .report import write_csv
+from .problems import write_csv
 
 __all__ = ["LIST_NAME", "REJECTS_NAME", "SubsetResult", "main", "select", "subset"]
 

@@ -21,7 +21,7 @@ from dataspec.normalize.decode import decode_bytes
 from dataspec.paths import IMAGE_EXTS, windows_to_local
 
 from .keys import PageKey, page_key
-from .report import Problem
+from .problems import Problem
 
 __all__ = [
     "MapEntry",
