@@ -1,7 +1,7 @@
 # `make demo` and `make test` work on a fresh machine: each sets up .venv first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,analyzer
+EXTRAS ?= dev,analyzer,training
 
 .PHONY: setup demo test lint bench schema
 

@@ -24,7 +24,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .keys import PageKey, norm_path, page_key, page_number
+from dataspec.keys import PageKey, norm_path, page_key, page_number
+
 from .problems import Problem
 from .vlm import MapEntry, VlmFile, locate_map_vlm
 

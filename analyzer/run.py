@@ -27,6 +27,7 @@ import orjson
 from dataspec.errors import DataSpecError
 from dataspec.imagesize import image_size
 from dataspec.io import atomic_open, atomic_write_bytes, dump
+from dataspec.keys import norm_path, page_key
 from dataspec.paths import ImageResolver
 
 from .coco import CocoError, CocoPages, load_coco
@@ -38,7 +39,6 @@ from .emit import (
     output_name,
     pair_panels,
 )
-from .keys import norm_path, page_key
 from .match import AMBIGUITY_COLUMNS, MatchResult, match_pages
 from .problems import PROBLEM_COLUMNS, Problem, echo_problems, shard_path, write_csv
 from .score import SUBSETS, score_page, subsets_of

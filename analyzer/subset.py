@@ -4,7 +4,7 @@ The perfect-matches file lists image paths or VLM JSON paths, one per line (what
 `--emit_json_list perfect` writes). A DataSpec JSON under --json_dir belongs to a listed
 page when its `source.vlm_json_path` or `page_image_path` is a listed path (compared with
 forward slashes, case folded), else when one of them, or the JSON's own path, has the
-exact page key of a listed path (`analyzer.keys`). Each selected JSON must pass
+exact page key of a listed path (`dataspec.keys`). Each selected JSON must pass
 dataspec's strict load; with --strict_paths its image must also resolve under
 --image_root. Rejected JSONs and listed pages without a JSON are reported in
 `<output_dir>/calibre_perfect_match_rejects.csv`.
@@ -25,9 +25,9 @@ import msgspec
 
 from dataspec import DataSpecError, ImageResolver, discover, load, windows_to_local
 from dataspec.io import atomic_open, atomic_write_bytes, read_bytes
+from dataspec.keys import norm_path, page_key
 
 from .cli import flag, invoke
-from .keys import norm_path, page_key
 from .problems import write_csv
 
 __all__ = ["LIST_NAME", "REJECTS_NAME", "SubsetResult", "main", "select", "subset"]

@@ -16,11 +16,11 @@ import orjson
 
 from dataspec.errors import DataSpecError, Note
 from dataspec.io import read_bytes
+from dataspec.keys import PageKey, page_key
 from dataspec.normalize import PanelRecord, read_panels
 from dataspec.normalize.decode import decode_bytes
 from dataspec.paths import IMAGE_EXTS, windows_to_local
 
-from .keys import PageKey, page_key
 from .problems import Problem
 
 __all__ = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import DataSpecError
@@ -159,7 +159,11 @@ class ImageResolver:
     ) -> Path:
         """The existing image for a page, as an absolute path."""
         tried: list[str] = []
+        seen: set[str] = set()
         for candidate in self._candidates(image_path, json_path):
+            if candidate in seen:
+                continue
+            seen.add(candidate)
             tried.append(candidate)
             if os.path.isfile(candidate):
                 return Path(os.path.abspath(candidate))
@@ -176,8 +180,8 @@ class ImageResolver:
 
     def _candidates(
         self, image_path: str | None, json_path: str | os.PathLike[str] | None
-    ) -> list[str]:
-        out: list[str] = []
+    ) -> Iterator[str]:
+        """Paths to try, most likely first (generated lazily: the first hit ends the search)."""
         roots = [str(r) for r in self.roots]
         if image_path:
             local = windows_to_local(image_path, roots[0] if roots else None)
@@ -185,9 +189,9 @@ class ImageResolver:
             parts = [p for p in PurePosixPath(posix).parts if p not in ("/", "")]
             if os.path.isabs(local):
                 folder, name = os.path.split(local)
-                out.extend(os.path.join(folder, n) for n in [name, *_name_variants(name)])
+                yield from (os.path.join(folder, n) for n in [name, *_name_variants(name)])
             else:
-                out.extend(os.path.join(root, posix) for root in roots)
+                yield from (os.path.join(root, posix) for root in roots)
             if is_windows_path(image_path):
                 parts = parts[1:]  # drop "E:"
             # the tail of the path under each root, longest first, with extension variants;
@@ -196,7 +200,7 @@ class ImageResolver:
                 tail = parts[-depth:]
                 for root in roots:
                     for name in _name_variants(tail[-1]):
-                        out.append(os.path.join(root, *tail[:-1], name))
+                        yield os.path.join(root, *tail[:-1], name)
         if json_path is not None:
             jp = Path(json_path)
             base = jp.name[:-5] if jp.name.lower().endswith(".json") else jp.name
@@ -211,8 +215,7 @@ class ImageResolver:
             for root in roots:
                 for dirs, name in layouts:
                     for variant in _name_variants(name):
-                        out.append(os.path.join(root, *[d for d in dirs if d], variant))
-        return list(dict.fromkeys(out))
+                        yield os.path.join(root, *[d for d in dirs if d], variant)
 
     def _build_index(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from analyzer_testlib import base_args, coco, read_csv, truth, write_coco
 
 import dataspec
 from analyzer.emit import SKIP_REASONS, inside, output_name
-from analyzer.keys import norm_series
+from dataspec.keys import norm_series
 from dataspec.sample import SampleCorpus
 
 

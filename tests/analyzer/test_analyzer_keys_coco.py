@@ -11,7 +11,7 @@ import pytest
 from analyzer_testlib import coco
 
 from analyzer.coco import CocoError, image_path, load_coco, panel_category_ids
-from analyzer.keys import page_key
+from dataspec.keys import page_key
 from dataspec.sample import SampleCorpus
 
 

@@ -21,7 +21,7 @@ def _row(rows: dict[str, dict[str, str]], series: str, page: int) -> dict[str, s
 
 def _plain_series(corpus: SampleCorpus) -> list[str]:
     """Series without a punctuation twin."""
-    from analyzer.keys import norm_series
+    from dataspec.keys import norm_series
 
     names = sorted(p.name for p in corpus.vlm_dir.iterdir())
     norms = [norm_series(n) for n in names]
@@ -85,7 +85,7 @@ def test_two_vlm_files_for_one_page_are_reported(run_cli, corpus, tmp_path) -> N
 
 
 def test_twin_missing_a_page_is_not_filled_from_the_other(run_cli, corpus, tmp_path) -> None:
-    from analyzer.keys import norm_series
+    from dataspec.keys import norm_series
 
     names = sorted(p.name for p in corpus.vlm_dir.iterdir())
     a, b = next((x, y) for x in names for y in names if x < y and norm_series(x) == norm_series(y))

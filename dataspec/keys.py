@@ -1,4 +1,7 @@
-"""The page key: what an image path and a VLM JSON path reduce to, so the two can meet.
+"""The page key: where a page sits (series, page), read from any of its paths.
+
+The analyzer matches image paths with VLM JSON paths by it; the trainer finds a page's
+book and page number by it (consecutive pages for the page-order objective).
 
 A path is read from its end: the file stem is the page, generic container folders
 (`JPG4CBZ`, `pages`, `images`, …, see `CONTAINERS`) are skipped, and the nearest other
@@ -15,6 +18,8 @@ Two keys come out of it:
 - the *series+page key*: the series folder reduced to lower-case letters and digits, and
   the page number without zero padding: `xmen01#1`. Twins share it, so it is only used
   when one spelling of the series exists on each side (see `analyzer.match`).
+- `book` and `number`: the folders down to the containers, and the page stem's last
+  number (`Saga/JPG4CBZ_0007.json` → `Saga/jpg4cbz`, 7).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ CONTAINERS = frozenset(
 
 _PREFIX = re.compile(r"^([A-Za-z0-9]+)[ _\-.]+(.+)$")
 _TRAILING_NUMBER = re.compile(r"^\D*?(\d+)$")
+_LAST_NUMBER = re.compile(r"(\d+)\D*$")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -108,6 +114,17 @@ class PageKey:
     def series_norm(self) -> str:
         """The series name as letters and digits."""
         return _alnum(self.series)
+
+    @property
+    def book(self) -> str:
+        """Folders above the series, the series and its containers: one book's pages share it."""
+        return "/".join((*reversed(self.parents), self.series, *self.containers))
+
+    @property
+    def number(self) -> int | None:
+        """The last number in the page stem (`0007` → 7, `page_12a` → 12), or None."""
+        found = _LAST_NUMBER.search(self.stem)
+        return int(found.group(1)) if found else None
 
     @property
     def series_page(self) -> str:

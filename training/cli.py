@@ -1,0 +1,87 @@
+"""Shared command-line pieces: flags spelled with underscores (as in the runbook) and
+accepted with hyphens too; the page source options; page discovery via `dataspec`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import dataspec
+
+
+class CLIError(Exception):
+    """A problem with the user's input (exit status 1, message on stderr)."""
+
+
+def flag(parser: argparse.ArgumentParser | Any, name: str, **kwargs: Any) -> None:
+    """`--name` (underscores) plus its hyphen spelling, stored as `name` unless `dest`."""
+    spellings = [f"--{name}"]
+    if "_" in name:
+        spellings.append(f"--{name.replace('_', '-')}")
+    kwargs.setdefault("dest", name)
+    parser.add_argument(*spellings, **kwargs)
+
+
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    """--json_list_file | --json_dir, --image_root, --max_samples."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    flag(
+        source,
+        "json_list_file",
+        type=Path,
+        metavar="LIST.txt",
+        help="a text file with one page JSON path per line (e.g. --dataspec_list_out)",
+    )
+    flag(
+        source,
+        "json_dir",
+        type=Path,
+        metavar="DIR",
+        help="a folder searched recursively for page JSONs (a .txt list also works)",
+    )
+    flag(
+        parser,
+        "image_root",
+        default=None,
+        metavar="DIR",
+        help="folder(s) that relative, Windows or missing image paths are resolved under "
+        "(several: comma or semicolon separated)",
+    )
+    flag(
+        parser,
+        "max_samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use only the first N pages found",
+    )
+
+
+def discover_pages(args: argparse.Namespace) -> list[Path]:
+    """The page JSONs named by the source flags (dataspec discovery), first N if asked."""
+    source = args.json_list_file if args.json_list_file is not None else args.json_dir
+    try:
+        paths = dataspec.discover(source, image_root=args.image_root)
+    except dataspec.DataSpecError as exc:
+        raise CLIError(str(exc)) from None
+    if args.max_samples is not None:
+        if args.max_samples < 1:
+            raise CLIError("--max_samples must be >= 1")
+        paths = paths[: args.max_samples]
+    if not paths:
+        raise CLIError(f"{source}: no page JSON files found")
+    return paths
+
+
+def setup_logging(main_process: bool = True) -> None:
+    """INFO on the main process, warnings only elsewhere; messages on stderr."""
+    logging.basicConfig(
+        level=logging.INFO if main_process else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )

@@ -1,0 +1,693 @@
+"""Lazy page loading: one DataSpec page → panel crops, text ids, composition features and
+reading-order labels; a collate that pads to `max_panels`; a sampler that keeps
+consecutive pages of a book side by side (for the page-order objective).
+
+Loading, image resolution and reading order all come from `dataspec`:
+`dataspec.load(path, resolver=...)` strictly, else `lenient=True` (counted);
+one `dataspec.ImageResolver` per process; `page.order(rtl=...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+from torch.utils.data import Dataset, Sampler
+
+import dataspec
+from dataspec.keys import page_key as dataspec_page_key
+
+from .config import ModelConfig
+from .text import HashTokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 80_000_000
+"""Pages with more pixels than this are skipped unread (decompression-bomb guard)."""
+
+FILL = 128
+"""Grey that pads letterboxed crops (0 after the encoders' normalization)."""
+
+
+END = -1
+"""In `PageItem.next_position`-style labels: the panel is the last of the page."""
+
+IGNORE = -100
+"""Label value that the losses and metrics ignore."""
+
+_ZERO_PANEL_LOGS = 3
+_zero_panel_logged = 0
+
+# --------------------------------------------------------------------------- books and pages
+
+def page_key(json_path: str | Path) -> tuple[str, int | None]:
+    """(book, page number) from a page JSON's path, without reading it (`dataspec.keys`).
+
+    `Saga/JPG4CBZ/0007.json` and `Saga/JPG4CBZ_0007.json` are both page 7 of `Saga/jpg4cbz`.
+    """
+    key = dataspec_page_key(str(json_path))
+    return key.book, key.number
+
+
+def split_by_book(
+    keys: Sequence[tuple[str, int | None]], val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Train and validation page indices; whole books go to validation (seeded).
+
+    With a single book the split is by page. At least one page stays in training.
+    """
+    n = len(keys)
+    if val_fraction <= 0 or n < 2:
+        return list(range(n)), []
+    target = max(1, round(val_fraction * n))
+    rng = random.Random(f"split:{seed}")
+    sizes: dict[str, int] = defaultdict(int)
+    for book, _ in keys:
+        sizes[book] += 1
+    books = sorted(sizes)
+    if len(books) >= 2:
+        rng.shuffle(books)
+        val_books: set[str] = set()
+        count = 0
+        for book in books[:-1]:
+            if count >= target:
+                break
+            val_books.add(book)
+            count += sizes[book]
+        val = [i for i, (book, _) in enumerate(keys) if book in val_books]
+    else:
+        val = sorted(rng.sample(range(n), min(target, n - 1)))
+    chosen = set(val)
+    return [i for i in range(n) if i not in chosen], val
+
+
+# --------------------------------------------------------------------------- images
+
+
+class ImageError(Exception):
+    """A page image that cannot be used (unreadable, too large, broken)."""
+
+
+_TRUNCATED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def truncated_images_allowed() -> Iterator[None]:
+    """Pillow's `LOAD_TRUNCATED_IMAGES` switched on for this block only, then restored."""
+    with _TRUNCATED_LOCK:
+        before = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+Box = tuple[int, int, int, int]
+
+
+def clamp_box(box: Sequence[int], width: int, height: int) -> Box:
+    """`[x, y, w, h]` clamped to the page; at least 1x1 pixel, inside the page."""
+    x, y, w, h = (int(v) for v in box)
+    x0 = min(max(x, 0), width - 1)
+    y0 = min(max(y, 0), height - 1)
+    x1 = min(max(x + w, x0 + 1), width)
+    y1 = min(max(y + h, y0 + 1), height)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+@dataclass
+class Crops:
+    """Panel crops of one page and how they were read."""
+
+    pixels: np.ndarray
+    """(n, S, S, 3) uint8."""
+    boxes: list[Box]
+    """The boxes used: clamped to the page, in page pixels."""
+    page_size: tuple[int, int]
+    """Full (width, height) of the page image."""
+    scale: int
+    """JPEG reduced-decode factor used: 1 (full), 2, 4 or 8."""
+    truncated: bool
+    """The image was truncated and loaded anyway (the missing part is grey)."""
+
+
+def draft_scale(boxes: Sequence[Box], size: int, letterbox: bool) -> int:
+    """The largest JPEG decode reduction (8, 4, 2 or 1) after which no crop is upscaled.
+
+    A crop fills `size` pixels along its longer side (letterbox) or both sides (stretch);
+    decoding at 1/s keeps every crop at least that large.
+    """
+    if not boxes:
+        return 1
+    room = min((max(w, h) if letterbox else min(w, h)) for _, _, w, h in boxes) / size
+    return next((s for s in (8, 4, 2) if s <= room), 1)
+
+
+def _open(
+    path: str, boxes: Sequence[Sequence[int]], size: int, letterbox: bool, fast: bool, limit: int
+) -> tuple[Image.Image, list[Box], tuple[int, int], int]:
+    image = Image.open(path)
+    width, height = image.size
+    if width * height > limit:
+        image.close()
+        raise ImageError(
+            f"{width}x{height} = {width * height} pixels is over the limit of {limit} "
+            "(decompression-bomb guard; raise --max_image_pixels to allow it)"
+        )
+    clamped = [clamp_box(b, width, height) for b in boxes]
+    scale = 1
+    if fast and image.format == "JPEG":
+        wanted = draft_scale(clamped, size, letterbox)
+        if wanted > 1:
+            drafted = image.draft("RGB", (width // wanted, height // wanted))
+            if drafted is not None:
+                scale = max(1, round(width / drafted[1][2]))
+    return image, clamped, (width, height), scale
+
+
+def read_crops(
+    path: str | Path,
+    boxes: Sequence[Sequence[int]],
+    size: int,
+    *,
+    letterbox: bool = True,
+    fast: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allow_truncated: bool = True,
+    reducing_gap: float | None = None,
+) -> Crops:
+    """Decode a page image once and cut every panel out of it, resized to `size`.
+
+    With `fast`, a JPEG is decoded at a reduced scale when every crop will still be
+    downscaled (`draft_scale`), and boxes are scaled by the decode factor. A truncated
+    image is loaded with the missing part grey when `allow_truncated` (and reported).
+    Crops are resized with antialiased bilinear resampling; `reducing_gap` (Pillow's
+    two-step resize) trades a little accuracy for speed. Raises `ImageError` for anything
+    that cannot be read.
+    """
+    path = str(path)
+    try:
+        image, clamped, page_size, scale = _open(path, boxes, size, letterbox, fast, max_pixels)
+        truncated = False
+        try:
+            image.load()
+        except OSError:
+            image.close()
+            if not allow_truncated:
+                raise
+            image, clamped, page_size, scale = _open(path, boxes, size, letterbox, fast, max_pixels)
+            with truncated_images_allowed():
+                image.load()
+            truncated = True
+        with image:
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            pixels = _cut(rgb, clamped, size, letterbox, 1.0 / scale, reducing_gap)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from exc
+    return Crops(pixels, clamped, page_size, scale, truncated)
+
+
+def _cut(
+    image: Image.Image,
+    boxes: Sequence[Box],
+    size: int,
+    letterbox: bool,
+    factor: float,
+    reducing_gap: float | None,
+) -> np.ndarray:
+    out = np.full((len(boxes), size, size, 3), FILL, dtype=np.uint8)
+    dw, dh = image.size
+    for k, (x, y, w, h) in enumerate(boxes):
+        src = (x * factor, y * factor, min((x + w) * factor, dw), min((y + h) * factor, dh))
+        if letterbox:
+            r = size / max(w, h)
+            tw, th = max(1, min(size, round(w * r))), max(1, min(size, round(h * r)))
+        else:
+            tw = th = size
+        patch = image.resize(
+            (tw, th), Image.Resampling.BILINEAR, box=src, reducing_gap=reducing_gap
+        )
+        ox, oy = (size - tw) // 2, (size - th) // 2
+        out[k, oy : oy + th, ox : ox + tw] = np.asarray(patch)
+    return out
+
+
+def composition_features(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
+    """(n, 8) float32: x, y, w, h, area, log(w/h), centre x, centre y — relative to the page."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x, y = b[:, 0] / width, b[:, 1] / height
+    w, h = b[:, 2] / width, b[:, 3] / height
+    feats = np.stack([x, y, w, h, w * h, np.log(b[:, 2] / b[:, 3]), x + w / 2, y + h / 2], axis=1)
+    return feats.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class PageMeta:
+    """What a batch keeps about each page besides tensors."""
+
+    index: int
+    json_path: str
+    image_path: str
+    book: str
+    number: int | None
+    boxes: list[Box]
+    """Clamped boxes in slot order (page pixels)."""
+    panel_index: list[int]
+    """Index of each slot's panel in the page's `panels` list."""
+    panels_total: int
+    """Panels on the page before keeping the first `max_panels` in reading order."""
+    truncated_image: bool = False
+    lenient: bool = False
+    decode_scale: int = 1
+
+
+@dataclass
+class PageItem:
+    """One loaded page: its panels in a (seeded) random slot order, with labels."""
+
+    meta: PageMeta
+    crops: torch.Tensor
+    """(n, 3, S, S) uint8."""
+    tokens: torch.Tensor
+    """(n, T) int64 hashed text ids."""
+    texts: list[str]
+    comp: torch.Tensor
+    """(n, 8) float32 composition features."""
+    position: torch.Tensor
+    """(n,) int64: reading position (0 = first) of the panel in each slot."""
+
+
+@dataclass
+class SkippedPage:
+    """A page that could not be used, and why (the message names the file)."""
+
+    index: int
+    json_path: str
+    reason: str
+
+
+class PageError(Exception):
+    """A page file that neither strict nor lenient loading accepts."""
+
+
+class PageDataset(Dataset):  # type: ignore[type-arg]
+    """DataSpec page files, read lazily: one page (JSON + image) per item.
+
+    Items are `PageItem`, or `SkippedPage` for a page that cannot be loaded (never a
+    stand-in page). A key is an index or `(index, epoch)`; the slot order of panels is
+    a permutation seeded by (seed, epoch, index), so items are deterministic.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        image_root: str | Sequence[str] | None,
+        config: ModelConfig,
+        seed: int = 0,
+        shuffle_slots: bool = True,
+        fast_decode: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        allow_truncated: bool = True,
+        reducing_gap: float | None = None,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        self.keys = [page_key(p) for p in self.paths]
+        self.image_root = image_root
+        self.config = config
+        self.seed = seed
+        self.shuffle_slots = shuffle_slots
+        self.fast_decode = fast_decode
+        self.max_pixels = max_pixels
+        self.allow_truncated = allow_truncated
+        self.reducing_gap = reducing_gap
+        self.tokenizer = HashTokenizer(config.vocab_size, config.max_tokens)
+        self._resolver: dataspec.ImageResolver | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_resolver"] = None  # one per process; its lock cannot be pickled
+        return state
+
+    @property
+    def resolver(self) -> dataspec.ImageResolver:
+        """The one image resolver of this process (its root index is built on first need)."""
+        if self._resolver is None:
+            self._resolver = dataspec.ImageResolver(self.image_root)
+        return self._resolver
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_page(self, index: int) -> tuple[dataspec.Page, bool]:
+        """(page with its image resolved, loaded leniently?) or `PageError`."""
+        path = self.paths[index]
+        try:
+            return dataspec.load(path, resolver=self.resolver), False
+        except (dataspec.DataSpecError, OSError, ValueError) as strict:
+            try:
+                return dataspec.load(path, lenient=True, resolver=self.resolver), True
+            except (dataspec.DataSpecError, OSError, ValueError) as lenient:
+                message = str(strict)
+                if str(lenient) != message:
+                    message += f" (lenient load: {lenient})"
+                raise PageError(message) from None
+
+    def __getitem__(self, key: int | tuple[int, int]) -> PageItem | SkippedPage:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        path = self.paths[index]
+        try:
+            page, lenient = self.load_page(index)
+        except PageError as exc:
+            return SkippedPage(index, path, str(exc))
+        cfg = self.config
+        keep = page.order(rtl=cfg.rtl)[: cfg.max_panels]
+        n = len(keep)
+        book, number = self.keys[index]
+        if n == 0:
+            _log_zero_panels(path)
+            empty = PageMeta(
+                index, path, page.page_image_path, book, number, [], [], 0, False, lenient
+            )
+            return PageItem(
+                empty,
+                torch.zeros((0, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8),
+                torch.zeros((0, cfg.max_tokens), dtype=torch.int64),
+                [],
+                torch.zeros((0, 8), dtype=torch.float32),
+                torch.zeros((0,), dtype=torch.int64),
+            )
+        try:
+            crops = read_crops(
+                page.page_image_path,
+                [page.panels[i].panel_coords for i in keep],
+                cfg.image_size,
+                letterbox=cfg.crop_mode == "letterbox",
+                fast=self.fast_decode,
+                max_pixels=self.max_pixels,
+                allow_truncated=self.allow_truncated,
+                reducing_gap=self.reducing_gap,
+            )
+        except ImageError as exc:
+            return SkippedPage(index, path, f"{path}: {exc}")
+        if self.shuffle_slots:
+            position = np.random.default_rng([self.seed, epoch, index]).permutation(n)
+        else:
+            position = np.arange(n)
+        texts = [" ".join(page.panels[keep[p]].text.lines()) for p in position]
+        boxes = [crops.boxes[p] for p in position]
+        meta = PageMeta(
+            index=index,
+            json_path=path,
+            image_path=page.page_image_path,
+            book=book,
+            number=number,
+            boxes=boxes,
+            panel_index=[keep[p] for p in position],
+            panels_total=len(page.panels),
+            truncated_image=crops.truncated,
+            lenient=lenient,
+            decode_scale=crops.scale,
+        )
+        pixels = torch.from_numpy(crops.pixels[position]).permute(0, 3, 1, 2).contiguous()
+        return PageItem(
+            meta,
+            pixels,
+            torch.from_numpy(self.tokenizer(texts)),
+            texts,
+            torch.from_numpy(composition_features(boxes, *crops.page_size)),
+            torch.from_numpy(position.astype(np.int64)),
+        )
+
+
+def _log_zero_panels(path: str) -> None:
+    global _zero_panel_logged
+    if _zero_panel_logged < _ZERO_PANEL_LOGS:
+        _zero_panel_logged += 1
+        more = (
+            " (further zero-panel pages are counted, not logged)"
+            if (_zero_panel_logged == _ZERO_PANEL_LOGS)
+            else ""
+        )
+        log.warning("%s: page has no panels; padded%s", path, more)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass
+class Batch:
+    """Pages padded to `max_panels` slots; crops and tokens hold real panels only."""
+
+    crops: torch.Tensor
+    """(N, 3, S, S) uint8: the real panels, in row-major order of `panel_mask`."""
+    tokens: torch.Tensor
+    """(N, T) int64."""
+    comp: torch.Tensor
+    """(B, P, 8) float32; zeros in padding."""
+    panel_mask: torch.Tensor
+    """(B, P) bool: slot holds a real panel."""
+    position: torch.Tensor
+    """(B, P) int64 reading position; -1 in padding."""
+    next_target: torch.Tensor
+    """(B, P) int64: slot of the next panel, P for "end"; IGNORE in padding and on
+    pages with fewer than two panels (nothing to choose)."""
+    first_target: torch.Tensor
+    """(B,) int64: slot of the first panel; IGNORE on pages with fewer than two panels."""
+    pairs: torch.Tensor
+    """(K, 3) int64 page-order examples (page a, page b, label): 0 = b follows a in the
+    same book, 1 = the same pair swapped, 2 = b is from another book."""
+    texts: list[str]
+    pages: list[PageMeta]
+    skipped: list[SkippedPage] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """A copy with every tensor on `device`."""
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **moved)
+
+    def pin_memory(self) -> Batch:
+        """A copy with every tensor in pinned memory (DataLoader `pin_memory=True`)."""
+        pinned = {
+            f.name: getattr(self, f.name).pin_memory()
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **pinned)
+
+
+def page_pairs(pages: Sequence[PageMeta]) -> list[tuple[int, int, int]]:
+    """Page-order examples among a batch's pages: for each a → a+1 of one book, the
+    forward pair, the swapped pair, and a with a page of another book when there is one."""
+    where = {(m.book, m.number): i for i, m in enumerate(pages) if m.number is not None}
+    out: list[tuple[int, int, int]] = []
+    for a, meta in enumerate(pages):
+        if meta.number is None or not meta.boxes:
+            continue
+        b = where.get((meta.book, meta.number + 1))
+        if b is None or not pages[b].boxes:
+            continue
+        out += [(a, b, 0), (b, a, 1)]
+        others = [c for c, m in enumerate(pages) if m.book != meta.book and m.boxes]
+        if others:
+            out.append((a, others[a % len(others)], 2))
+    return out
+
+
+def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
+    """Stack pages into a `Batch`; skipped pages are listed, not stacked."""
+    pages = [it for it in items if isinstance(it, PageItem)]
+    skipped = [it for it in items if isinstance(it, SkippedPage)]
+    b, p = len(pages), max_panels
+    comp = torch.zeros((b, p, 8), dtype=torch.float32)
+    mask = torch.zeros((b, p), dtype=torch.bool)
+    position = torch.full((b, p), -1, dtype=torch.int64)
+    next_target = torch.full((b, p), IGNORE, dtype=torch.int64)
+    first_target = torch.full((b,), IGNORE, dtype=torch.int64)
+    for row, item in enumerate(pages):
+        n = item.position.numel()
+        comp[row, :n] = item.comp
+        mask[row, :n] = True
+        position[row, :n] = item.position
+        if n >= 2:
+            slot_of = torch.empty(n, dtype=torch.int64)
+            slot_of[item.position] = torch.arange(n)
+            nxt = item.position + 1
+            next_target[row, :n] = torch.where(nxt < n, slot_of[nxt.clamp(max=n - 1)], p)
+            first_target[row] = slot_of[0]
+    if pages:
+        crops = torch.cat([it.crops for it in pages])
+        tokens = torch.cat([it.tokens for it in pages])
+    else:
+        crops = torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
+        tokens = torch.zeros((0, 1), dtype=torch.int64)
+    metas = [it.meta for it in pages]
+    pairs = page_pairs(metas)
+    return Batch(
+        crops=crops,
+        tokens=tokens,
+        comp=comp,
+        panel_mask=mask,
+        position=position,
+        next_target=next_target,
+        first_target=first_target,
+        pairs=torch.tensor(pairs, dtype=torch.int64).reshape(-1, 3),
+        texts=[t for it in pages for t in it.texts],
+        pages=metas,
+        skipped=skipped,
+    )
+
+
+class Collate:
+    """A picklable `collate_fn` for a given `max_panels`."""
+
+    def __init__(self, max_panels: int) -> None:
+        self.max_panels = max_panels
+
+    def __call__(self, items: Sequence[PageItem | SkippedPage]) -> Batch:
+        return collate(items, self.max_panels)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class PagePairBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of `(index, epoch)` keys in which consecutive pages of a book sit together.
+
+    Each book's pages (by number) are cut into runs of consecutive numbers and the runs
+    into pairs (the pairing offset changes with the epoch); pairs and left-over pages are
+    shuffled (seed, epoch) and packed into batches. Every page appears once per epoch.
+    With `world_size > 1` each rank gets every world_size-th batch; with `pad` (training)
+    the list is padded by repetition so that all ranks take the same number of steps,
+    without it (evaluation) every page is seen exactly once over all ranks.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[tuple[str, int | None]],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.keys = list(keys)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.pad = pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order `__iter__` yields."""
+        self.epoch = epoch
+
+    def _units(self, rng: random.Random) -> list[list[int]]:
+        books: dict[str, list[int]] = defaultdict(list)
+        for i, (book, _) in enumerate(self.keys):
+            books[book].append(i)
+        units: list[list[int]] = []
+        for book in sorted(books):
+            pages = sorted(
+                books[book], key=lambda i: (self.keys[i][1] is None, self.keys[i][1] or 0, i)
+            )
+            runs: list[list[int]] = []
+            for i in pages:
+                num, prev = self.keys[i][1], self.keys[runs[-1][-1]][1] if runs else None
+                if runs and num is not None and prev is not None and num == prev + 1:
+                    runs[-1].append(i)
+                else:
+                    runs.append([i])
+            for run in runs:
+                start = rng.randint(0, 1) if self.shuffle and len(run) > 2 else 0
+                if start:
+                    units.append(run[:1])
+                units.extend(run[j : j + 2] for j in range(start, len(run), 2))
+        if self.shuffle:
+            rng.shuffle(units)
+        else:
+            units.sort(key=lambda u: u[0])
+        return units
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches of page indices for the current epoch."""
+        rng = random.Random(f"batches:{self.seed}:{self.epoch}")
+        out = _pack(self._units(rng), self.batch_size)
+        if self.world_size > 1 and out:
+            if self.pad:
+                total = math.ceil(len(out) / self.world_size) * self.world_size
+                out = [out[i % len(out)] for i in range(total)]
+            out = out[self.rank :: self.world_size]
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.batches():
+            yield [(i, self.epoch) for i in batch]
+
+    def __len__(self) -> int:
+        if not self.pad:
+            return len(self.batches())
+        return math.ceil(math.ceil(len(self.keys) / self.batch_size) / self.world_size)
+
+
+def _pack(units: list[list[int]], size: int) -> list[list[int]]:
+    """Units (pairs and single pages) into batches of `size`, in order; a pair that would
+    straddle two batches gives way to the next unused single page when there is one."""
+    used = [False] * len(units)
+    singles = [k for k, u in enumerate(units) if len(u) == 1]
+    next_single = 0
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for k, unit in enumerate(units):
+        if used[k]:
+            continue
+        used[k] = True
+        room = size - len(cur)
+        if len(unit) > room:
+            while next_single < len(singles) and used[singles[next_single]]:
+                next_single += 1
+            if next_single < len(singles):
+                used[singles[next_single]] = True
+                out.append(cur + units[singles[next_single]])
+                cur = list(unit)
+            else:
+                out.append(cur + unit[:room])
+                cur = unit[room:]
+        else:
+            cur += unit
+        if len(cur) == size:
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out

@@ -1,0 +1,405 @@
+"""CLOSURE-Lite "Simple" in one file.
+
+    panel atoms   = gated fusion of a vision encoder (crop), a text encoder (lettered text)
+                    and a composition encoder (box geometry), one atom per panel
+    panel states  = a small transformer over the page's atoms (plus one page token)
+    page          = attention pooling of panel states (`num_heads` heads, `temperature`)
+    next panel    = bilinear(state_i, state_j) + an MLP on both boxes and their relation,
+                    over every other real panel of the page, plus an "end" choice
+    masked panel  = a panel's atom replaced by a mask token (its box kept); its content
+                    is predicted from the page context (trained contrastively)
+    page order    = a classifier on two page embeddings: forward / swapped / other book
+
+The default encoders are trained from scratch and need no download. `vision_model` and
+`text_model` in the config name local pretrained models loaded with `transformers`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import COMPOSITION_FEATURES, ModelConfig
+from .data import Batch
+
+N_COMP = len(COMPOSITION_FEATURES)
+N_PAIR = 2 * N_COMP + 8
+
+
+def _mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.GELU())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+class SmallCNN(nn.Module):
+    """Vision encoder trained from scratch: four strided convolutions, mean-pooled."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        widths = (32, 64, 128, 256)
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, widths[0], 5, stride=4, padding=2),
+            nn.GroupNorm(8, widths[0]),
+            nn.GELU(),
+        ]
+        for a, b in itertools.pairwise(widths):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GroupNorm(8, b), nn.GELU()]
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(widths[-1], dim)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 → (N, dim)."""
+        x = crops.float() / 127.5 - 1.0
+        return self.proj(self.features(x).mean(dim=(2, 3)))
+
+
+class HashTextEncoder(nn.Module):
+    """Text encoder for `HashTokenizer` ids: mean of n-gram embeddings, then an MLP."""
+
+    def __init__(self, vocab_size: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), _mlp([dim, dim, dim]))
+
+    def forward(self, tokens: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """(N, T) ids → (N, dim); an empty text gives the encoder's "no text" vector."""
+        present = (tokens > 0).unsqueeze(-1)
+        summed = (self.embed(tokens) * present).sum(1)
+        return self.mlp(summed / present.sum(1).clamp(min=1))
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as exc:
+        raise RuntimeError(
+            "--vision_model / --text_model load a local pretrained model with the "
+            "`transformers` package, which is not installed (pip install transformers); "
+            "without them the built-in CNN and hashed n-gram encoders need nothing"
+        ) from exc
+    return transformers
+
+
+def _local_dir(path: str, what: str) -> str:
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{what} {path!r} is not a local model folder (no downloads)")
+    return path
+
+
+class PretrainedVisionEncoder(nn.Module):
+    """A local `transformers` vision model (e.g. ViT), pooled and projected to `dim`."""
+
+    def __init__(self, path: str, dim: int) -> None:
+        super().__init__()
+        tf = _transformers()
+        self.model = tf.AutoModel.from_pretrained(
+            _local_dir(path, "--vision_model"), local_files_only=True
+        )
+        cfg = self.model.config
+        self.input_size = getattr(cfg, "image_size", None)
+        mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+        processor = Path(path) / "preprocessor_config.json"
+        if processor.is_file():
+            spec = json.loads(processor.read_text(encoding="utf-8"))
+            mean, std = spec.get("image_mean", mean), spec.get("image_std", std)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.proj = nn.Linear(cfg.hidden_size, dim)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 → (N, dim)."""
+        x = crops.float() / 255.0
+        size = self.input_size
+        if isinstance(size, int) and x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        out = self.model(pixel_values=(x - self.mean) / self.std)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            pooled = out.last_hidden_state[:, 0]
+        return self.proj(pooled)
+
+
+class PretrainedTextEncoder(nn.Module):
+    """A local `transformers` text model (e.g. RoBERTa) with its tokenizer, mean-pooled."""
+
+    def __init__(self, path: str, dim: int, max_tokens: int) -> None:
+        super().__init__()
+        tf = _transformers()
+        folder = _local_dir(path, "--text_model")
+        self.tokenizer = tf.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = tf.AutoModel.from_pretrained(folder, local_files_only=True)
+        self.max_tokens = max_tokens
+        self.proj = nn.Linear(self.model.config.hidden_size, dim)
+
+    def forward(self, tokens: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """Raw texts → (N, dim) (the hashed `tokens` are ignored)."""
+        enc = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+        ).to(self.proj.weight.device)
+        hidden = self.model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return self.proj((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+
+
+# --------------------------------------------------------------------------- panels → page
+
+
+class PanelAtomizer(nn.Module):
+    """Per panel: vision, text and composition encoders, fused by learned gates."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.dim
+        self.vision: nn.Module = (
+            PretrainedVisionEncoder(cfg.vision_model, d) if cfg.vision_model else SmallCNN(d)
+        )
+        self.text: nn.Module = (
+            PretrainedTextEncoder(cfg.text_model, d, cfg.max_tokens)
+            if cfg.text_model
+            else HashTextEncoder(cfg.vocab_size, d)
+        )
+        self.comp = _mlp([N_COMP, d, d])
+        self.gate = nn.Linear(3 * d, 3 * d)
+        self.norm = nn.LayerNorm(d)
+        self.content = nn.Linear(2 * d, d)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(atoms (B, P, d), content (N, d) of real panels, composition embedding (B, P, d))."""
+        comp = self.comp(batch.comp)
+        b, p, d = comp.shape
+        if batch.crops.shape[0] == 0:
+            empty = comp.new_zeros((0, d))
+            return comp.new_zeros((b, p, d)), empty, comp
+        v = self.vision(batch.crops)
+        t = self.text(batch.tokens, batch.texts)
+        c = comp[batch.panel_mask]
+        gv, gt, gc = torch.sigmoid(self.gate(torch.cat([v, t, c], -1))).chunk(3, -1)
+        fused = self.norm(gv * v + gt * t + gc * c)
+        atoms = fused.new_zeros((b, p, d)).index_put(
+            (batch.panel_mask.nonzero(as_tuple=True)), fused
+        )
+        return atoms, self.content(torch.cat([v, t], -1)), comp
+
+
+class PanelContext(nn.Module):
+    """A transformer over a page's panel atoms and one learned page token."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.page_token = nn.Parameter(torch.randn(1, 1, cfg.dim) * 0.02)
+        self.encoder: nn.Module | None = None
+        if cfg.context_layers:
+            layer = nn.TransformerEncoderLayer(
+                cfg.dim,
+                cfg.num_heads,
+                dim_feedforward=2 * cfg.dim,
+                dropout=cfg.dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            self.encoder = nn.TransformerEncoder(
+                layer, cfg.context_layers, enable_nested_tensor=False
+            )
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def forward(
+        self, atoms: torch.Tensor, panel_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(panel states (B, P, d), page-token state (B, d)); padding never attended to."""
+        x = torch.cat([self.page_token.expand(atoms.shape[0], 1, -1), atoms], 1)
+        if self.encoder is not None:
+            pad = torch.cat([panel_mask.new_zeros((atoms.shape[0], 1)), ~panel_mask], 1)
+            x = self.encoder(x, src_key_padding_mask=pad)
+        x = self.norm(x)
+        return x[:, 1:], x[:, 0]
+
+
+class AttentionPool(nn.Module):
+    """Learned queries (one per head) attend over panel states → one page embedding.
+
+    Scores are scaled by 1/sqrt(head_dim) and divided by `temperature`; the page token
+    is always attendable, so a page without panels still gets an embedding.
+    """
+
+    def __init__(self, dim: int, heads: int, temperature: float) -> None:
+        super().__init__()
+        self.heads, self.temperature = heads, temperature
+        self.query = nn.Parameter(torch.randn(heads, dim // heads) * 0.02)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(
+        self, states: torch.Tensor, page_state: torch.Tensor, panel_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(page embeddings (B, d), attention weights (B, heads, 1 + P))."""
+        x = torch.cat([page_state.unsqueeze(1), states], 1)
+        b, n, d = x.shape
+        k = self.key(x).view(b, n, self.heads, d // self.heads)
+        v = self.value(x).view(b, n, self.heads, d // self.heads)
+        scores = torch.einsum("hc,bnhc->bhn", self.query, k) / (
+            math.sqrt(d // self.heads) * self.temperature
+        )
+        keep = torch.cat([panel_mask.new_ones((b, 1)), panel_mask], 1)
+        weights = scores.masked_fill(~keep.unsqueeze(1), float("-inf")).softmax(-1)
+        pooled = torch.einsum("bhn,bnhc->bhc", weights, v).reshape(b, d)
+        return self.norm(self.out(pooled)), weights
+
+
+def pair_features(comp: torch.Tensor) -> torch.Tensor:
+    """(B, P, 8) composition → (B, P, P, 24): both panels' features and their relation
+    (centre offsets, gaps between edges, edge offsets, overlap along x and along y)."""
+    b, p, f = comp.shape
+    src = comp.unsqueeze(2).expand(b, p, p, f)
+    dst = comp.unsqueeze(1).expand(b, p, p, f)
+    xs, ys, ws, hs = src[..., 0], src[..., 1], src[..., 2], src[..., 3]
+    xd, yd, wd, hd = dst[..., 0], dst[..., 1], dst[..., 2], dst[..., 3]
+
+    def overlap(
+        a0: torch.Tensor, al: torch.Tensor, b0: torch.Tensor, bl: torch.Tensor
+    ) -> torch.Tensor:
+        inter = torch.minimum(a0 + al, b0 + bl) - torch.maximum(a0, b0)
+        return (inter / torch.minimum(al, bl).clamp(min=1e-4)).clamp(-1.0, 1.0)
+
+    rel = torch.stack(
+        [
+            dst[..., 6] - src[..., 6],
+            dst[..., 7] - src[..., 7],
+            xd - (xs + ws),
+            yd - (ys + hs),
+            xd - xs,
+            yd - ys,
+            overlap(xs, ws, xd, wd),
+            overlap(ys, hs, yd, hd),
+        ],
+        -1,
+    )
+    return torch.cat([src, dst, rel], -1)
+
+
+class NextPanelHead(nn.Module):
+    """Scores for "which panel comes after panel i": every other real panel, or the end.
+
+    score(i, j) = <W_q s_i, W_k s_j> / sqrt(d) + MLP(pair features of boxes i and j);
+    end(i) and start(j) are MLPs of a panel's state and composition.
+    """
+
+    def __init__(self, dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.pair = _mlp([N_PAIR, hidden, hidden, 1])
+        self.end = _mlp([dim + N_COMP, hidden, 1])
+        self.start = _mlp([dim + N_COMP, hidden, 1])
+
+    def forward(
+        self, states: torch.Tensor, comp: torch.Tensor, panel_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next logits (B, P, P + 1) with column P = end, start logits (B, P)).
+
+        Padding candidates and panel i itself are -inf.
+        """
+        _b, p, d = states.shape
+        scores = self.q(states) @ self.k(states).transpose(1, 2) / math.sqrt(d)
+        scores = scores + self.pair(pair_features(comp)).squeeze(-1)
+        eye = torch.eye(p, dtype=torch.bool, device=states.device)
+        invalid = eye.unsqueeze(0) | ~panel_mask.unsqueeze(1)
+        scores = scores.masked_fill(invalid, float("-inf"))
+        own = torch.cat([states, comp], -1)
+        logits = torch.cat([scores, self.end(own)], -1)
+        start = self.start(own).squeeze(-1).masked_fill(~panel_mask, float("-inf"))
+        return logits, start
+
+
+class ClosureLite(nn.Module):
+    """CLOSURE-Lite "Simple": atomizer, panel context, attention pooling and three heads."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.dim
+        self.atomizer = PanelAtomizer(config)
+        self.context = PanelContext(config)
+        self.pool = AttentionPool(d, config.num_heads, config.temperature)
+        self.next_head = NextPanelHead(d)
+        self.mask_token = nn.Parameter(torch.randn(d) * 0.02)
+        self.mpm_head = nn.Sequential(nn.LayerNorm(d), _mlp([d, d, d]))
+        self.order_head = _mlp([4 * d, d, 3], dropout=config.dropout)
+
+    def forward(
+        self, batch: Batch, mpm_mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Everything the losses and metrics need.
+
+        Keys: `states` (B, P, d), `page` (B, d), `next_logits` (B, P, P + 1),
+        `start_logits` (B, P), `order_logits` (K, 3); with a non-empty `mpm_mask` (B, P)
+        also `mpm_pred` (M, d), `mpm_content` (N, d) and `mpm_index` (M,) — which of
+        the N real panels each masked one is.
+        """
+        atoms, content, comp = self.atomizer(batch)
+        states, page_state = self.context(atoms, batch.panel_mask)
+        page, _ = self.pool(states, page_state, batch.panel_mask)
+        next_logits, start_logits = self.next_head(states, batch.comp, batch.panel_mask)
+        pairs = batch.pairs
+        a, b = page[pairs[:, 0]], page[pairs[:, 1]]
+        out = {
+            "states": states,
+            "page": page,
+            "next_logits": next_logits,
+            "start_logits": start_logits,
+            "order_logits": self.order_head(torch.cat([a, b, a * b, a - b], -1)),
+        }
+        if mpm_mask is not None and bool(mpm_mask.any()):
+            hidden = self.mask_token + comp
+            masked = torch.where(mpm_mask.unsqueeze(-1), hidden, atoms)
+            masked_states, _ = self.context(masked, batch.panel_mask)
+            flat_index = batch.panel_mask.flatten().cumsum(0).view_as(mpm_mask) - 1
+            out["mpm_pred"] = self.mpm_head(masked_states[mpm_mask])
+            out["mpm_content"] = content
+            out["mpm_index"] = flat_index[mpm_mask]
+        return out
+
+
+def sample_mpm_mask(
+    panel_mask: torch.Tensor, ratio: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Panels to mask: each real panel with probability `ratio`, at least one and never
+    all of a page with two or more panels; none on pages with fewer."""
+    noise = torch.rand(panel_mask.shape, generator=generator).to(panel_mask.device)
+    counts = panel_mask.sum(1, keepdim=True)
+    eligible = panel_mask & (counts >= 2)
+    mask = eligible & (noise < ratio)
+    rows = torch.arange(panel_mask.shape[0], device=panel_mask.device)
+    lowest = noise.masked_fill(~panel_mask, 2.0).argmin(1)
+    mask[rows, lowest] |= eligible[rows, lowest]
+    full = mask.sum(1, keepdim=True) == counts
+    highest = noise.masked_fill(~panel_mask, -1.0).argmax(1)
+    mask[rows, highest] &= ~full.squeeze(1)
+    return mask
+
+
+def build_model(config: ModelConfig) -> ClosureLite:
+    """A fresh model for `config` (pretrained encoders are loaded from their local path)."""
+    return ClosureLite(config)
