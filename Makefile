@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,analyzer,training
 
-.PHONY: setup demo test lint bench schema
+.PHONY: setup demo examples test lint bench schema
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,10 +13,12 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	rm -rf demo_out
-	$(VENV)/bin/dataspec normalize examples/wild --out-dir demo_out/canonical --notes
-	$(VENV)/bin/dataspec validate demo_out/canonical --report demo_out/validate.csv
-	@echo "canonical pages: demo_out/canonical/   skip log: demo_out/canonical/normalize_skips.csv"
+	$(PY) scripts/demo.py --out demo_out
+
+examples: setup
+	rm -rf demo_out/wild
+	$(VENV)/bin/dataspec normalize examples/wild --out-dir demo_out/wild --notes
+	$(VENV)/bin/dataspec validate demo_out/wild --report demo_out/wild_validate.csv
 
 lint: setup
 	$(VENV)/bin/ruff check .
