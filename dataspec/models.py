@@ -21,8 +21,6 @@ from pydantic import (
     model_validator,
 )
 
-from .version import SPEC_VERSION
-
 __all__ = [
     "CROSS_FIELD_RULES",
     "Box",
@@ -158,7 +156,7 @@ class Page(BaseModel):
     model_config = _CONFIG
 
     schema_version: Literal["0.3"] = Field(
-        default=SPEC_VERSION, description="Absent on input means 0.3; always written."
+        default="0.3", description="Absent on input means 0.3; always written."
     )
     page_image_path: Annotated[str, Strict(), StringConstraints(min_length=1)] = Field(
         description="Absolute path preferred; a relative path is relative to an image root."

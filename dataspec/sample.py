@@ -649,8 +649,8 @@ def _draw_panel(
         sw, sh = right - left, bot - top
         lo, hi = bottom + 4, iy1 - sh - 6
         if sw < iw - 8 and lo <= hi:
-            px = rng.randint(ix0 + 4, ix1 - sw - 4) - left
-            py = rng.randint(lo, hi) - top
+            px = rng.randint(int(ix0) + 4, int(ix1 - sw) - 4) - int(left)
+            py = rng.randint(int(lo), int(hi)) - int(top)
             draw.text(
                 (px, py),
                 word,

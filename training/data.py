@@ -51,6 +51,7 @@ _zero_panel_logged = 0
 
 # --------------------------------------------------------------------------- books and pages
 
+
 def page_key(json_path: str | Path) -> tuple[str, int | None]:
     """(book, page number) from a page JSON's path, without reading it (`dataspec.keys`).
 

@@ -105,6 +105,9 @@ def _local_dir(path: str, what: str) -> str:
 class PretrainedVisionEncoder(nn.Module):
     """A local `transformers` vision model (e.g. ViT), pooled and projected to `dim`."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, path: str, dim: int) -> None:
         super().__init__()
         tf = _transformers()

@@ -329,12 +329,11 @@ class BoxFrame:
             if self.page_size is None:
                 notes.append(Note("needs_page_size", "box_2d is on a 0-1000 scale", where))
                 return None
-            w, h = self.page_size
             if max(v) > 1000.0 + 1e-6:
                 notes.append(Note("box_2d_pixels", "box_2d beyond 1000: read as pixels", where))
                 sx = sy = 1.0
             else:
-                sx, sy = w / 1000.0, h / 1000.0
+                sx, sy = self.page_size[0] / 1000.0, self.page_size[1] / 1000.0
             ymin, xmin, ymax, xmax = v
             return (xmin * sx, ymin * sy, xmax * sx, ymax * sy)
         if self.normalized:
@@ -343,7 +342,7 @@ class BoxFrame:
                     Note("needs_page_size", "normalized coordinates need the page size", where)
                 )
                 return None
-            w, h = self.page_size
+            w, h = float(self.page_size[0]), float(self.page_size[1])
         else:
             w = h = 1.0
         if layout == "points":

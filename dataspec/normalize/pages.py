@@ -106,7 +106,7 @@ def normalize(
     *,
     page_size: tuple[int, int] | None = None,
     json_path: str | os.PathLike[str] | None = None,
-    image_root: str | os.PathLike[str] | Sequence[str] | None = None,
+    image_root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     resolver: ImageResolver | None = None,
     caption_as_narration: bool = False,
     box_format: str | None = None,
@@ -255,14 +255,16 @@ def _locate(
         if not isinstance(inner, dict | list | str):
             continue
         try:
-            inner_fields, items, inner_where = _locate(inner, notes, f"{where}.{key}", depth + 1)
+            inner_fields, inner_items, inner_where = _locate(
+                inner, notes, f"{where}.{key}", depth + 1
+            )
         except DataSpecError as exc:
             wrapper_error = wrapper_error or exc
             continue
         notes.append(Note("unwrapped", f"page taken from {key!r}", where))
         merged = {k: v for k, v in obj.items() if k != key}
         merged.update(inner_fields)
-        return merged, items, inner_where
+        return merged, inner_items, inner_where
     if wrapper_error is not None and not any(k in obj for k in IMAGE_KEYS):
         raise wrapper_error  # e.g. {"pages": [two pages]}: say why, not "no image path"
     return obj, None, where
