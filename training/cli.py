@@ -85,3 +85,21 @@ def setup_logging(main_process: bool = True) -> None:
         stream=sys.stderr,
         force=True,
     )
+
+
+def open_checkpoint(
+    args: argparse.Namespace,
+) -> tuple[Any, Any, dict[str, Any], list[Path], Any] | None:
+    """(model, config, checkpoint, pages, device) for `--checkpoint`, `--device` and the
+    page source flags; None after printing the error (the command then exits 1)."""
+    from .checkpoint import load_model
+    from .distributed import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+        model, config, state = load_model(args.checkpoint, device)
+        paths = discover_pages(args)
+    except (CLIError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return model, config, state, paths, device

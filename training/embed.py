@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,8 @@ import torch
 
 from dataspec.io import atomic_open, atomic_write_bytes
 
-from .checkpoint import load_model
-from .cli import CLIError, add_source_args, discover_pages, flag, setup_logging
+from .cli import add_source_args, flag, open_checkpoint, setup_logging
 from .data import Collate, PageDataset, PagePairBatchSampler
-from .distributed import resolve_device
 
 INDEX_COLUMNS = (
     "kind",
@@ -67,13 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1 or args.num_workers < 0:
         parser.error("--batch_size must be >= 1 and --num_workers >= 0")
     setup_logging()
-    try:
-        device = resolve_device(args.device)
-        model, config, _ = load_model(args.checkpoint, device)
-        paths = discover_pages(args)
-    except (CLIError, ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    opened = open_checkpoint(args)
+    if opened is None:
         return 1
+    model, config, _, paths, device = opened
     dataset = PageDataset(paths, image_root=args.image_root, config=config, shuffle_slots=False)
     loader = torch.utils.data.DataLoader(
         dataset,

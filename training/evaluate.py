@@ -23,7 +23,6 @@ import argparse
 import itertools
 import logging
 import math
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,8 @@ import torch
 import dataspec
 from dataspec.io import atomic_write_bytes
 
-from .checkpoint import load_model
-from .cli import CLIError, add_source_args, discover_pages, flag, setup_logging
+from .cli import add_source_args, flag, open_checkpoint, setup_logging
 from .data import Batch, Collate, PageDataset, PagePairBatchSampler
-from .distributed import resolve_device
 from .losses import LossWeights, closure_losses
 from .model import ClosureLite, sample_mpm_mask
 
@@ -224,13 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1 or args.num_workers < 0:
         parser.error("--batch_size must be >= 1 and --num_workers >= 0")
     setup_logging()
-    try:
-        device = resolve_device(args.device)
-        model, config, state = load_model(args.checkpoint, device)
-        paths = discover_pages(args)
-    except (CLIError, ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    opened = open_checkpoint(args)
+    if opened is None:
         return 1
+    model, config, state, paths, device = opened
     rtl = config.rtl if args.rtl is None else args.rtl
     if rtl != config.rtl:
         config = type(config)(**{**config.to_dict(), "rtl": rtl})
