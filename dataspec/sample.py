@@ -14,13 +14,10 @@ The same seed and arguments give byte-identical files on the same Pillow build.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import random
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,8 @@ from typing import Any
 
 import click
 from PIL import Image, ImageDraw, ImageFont
+
+from .io import atomic_write_bytes
 
 __all__ = ["CATEGORIES", "SampleCorpus", "generate_corpus", "main"]
 
@@ -310,21 +309,6 @@ def _split(total: int, weights: Sequence[float]) -> list[int]:
         parts.append(cur - prev)
         prev = cur
     return parts
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _json_bytes(obj: Any, *, indent: int | None = None) -> bytes:
@@ -920,8 +904,8 @@ def generate_corpus(
         jpeg, panels, vlm, dets, image_id = _render_page(spec, width, height, fonts)
         rel_img = f"{spec.series}/{SUBDIR}/{spec.page:04d}.jpg"
         rel_vlm = f"{spec.series}/{SUBDIR}_{spec.page:04d}.json"
-        _write_atomic(images_dir / rel_img, jpeg)
-        _write_atomic(vlm_dir / rel_vlm, _json_bytes(vlm, indent=2))
+        atomic_write_bytes(images_dir / rel_img, jpeg)
+        atomic_write_bytes(vlm_dir / rel_vlm, _json_bytes(vlm, indent=2))
         truth = {
             "image": rel_img,
             "series": spec.series,
@@ -959,8 +943,8 @@ def generate_corpus(
         "annotations": annotations,
         "categories": [dict(c) for c in CATEGORIES],
     }
-    _write_atomic(coco_path, _json_bytes(coco))
-    _write_atomic(truth_path, b"".join(_json_bytes(r[1]) for r in records))
+    atomic_write_bytes(coco_path, _json_bytes(coco))
+    atomic_write_bytes(truth_path, b"".join(_json_bytes(r[1]) for r in records))
     return SampleCorpus(
         root=root,
         images_dir=images_dir,
