@@ -143,14 +143,28 @@ class ImageResolver:
     extension variants) → inference from the JSON's name and parent folders → a
     one-time index of each root (built on first need; O(1) lookups afterwards).
     Only existing files are returned; failure raises `DataSpecError` listing what was tried.
+    With `confine=True` a file outside the roots (an absolute path elsewhere, `..`, or a
+    symlink leading out) is refused with `DataSpecError`.
     """
 
     def __init__(
-        self, image_roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+        self,
+        image_roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+        *,
+        confine: bool = False,
     ):
         self.roots = [Path(r) for r in split_roots(image_roots)]
+        self.confine = confine
+        self._real_roots = [os.path.realpath(r) for r in self.roots]
         self._index: dict[tuple[str, ...], list[str]] | None = None
         self._lock = threading.Lock()
+
+    def inside_roots(self, path: str | os.PathLike[str]) -> bool:
+        """True when `path`, symlinks followed, lies under one of the image roots."""
+        real = os.path.realpath(path)
+        return any(
+            real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self._real_roots
+        )
 
     def resolve(
         self,
@@ -166,10 +180,10 @@ class ImageResolver:
             seen.add(candidate)
             tried.append(candidate)
             if os.path.isfile(candidate):
-                return Path(os.path.abspath(candidate))
+                return self._checked(candidate, image_path, json_path)
         found = self._from_index(image_path, json_path)
         if found is not None:
-            return Path(os.path.abspath(found))
+            return self._checked(found, image_path, json_path)
         shown = "; ".join(tried[:12]) + (f"; … {len(tried) - 12} more" if len(tried) > 12 else "")
         roots = ", ".join(map(str, self.roots)) or "(no image root)"
         raise DataSpecError(
@@ -177,6 +191,18 @@ class ImageResolver:
             " and the index of each root",
             file=json_path,
         )
+
+    def _checked(
+        self, found: str, image_path: str | None, json_path: str | os.PathLike[str] | None
+    ) -> Path:
+        """`found` as an absolute path; with `confine`, refused unless inside the roots."""
+        if self.confine and not self.inside_roots(found):
+            raise DataSpecError(
+                f"page_image_path={image_path!r} resolves to {found}, outside the image roots "
+                f"({', '.join(map(str, self.roots)) or 'none given'})",
+                file=json_path,
+            )
+        return Path(os.path.abspath(found))
 
     def _candidates(
         self, image_path: str | None, json_path: str | os.PathLike[str] | None

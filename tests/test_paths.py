@@ -417,3 +417,16 @@ def test_resolve_ignores_non_image_files(tmp_path: Path) -> None:
 def test_infer_image_relpath(json_path: str, expected: str) -> None:
     """The seed's guess of the image path from a JSON path."""
     assert infer_image_relpath(json_path) == expected
+
+
+def test_confined_resolver_refuses_paths_outside_the_roots(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    inside = write_image(root / "S" / "0001.jpg")
+    outside = write_image(tmp_path / "elsewhere" / "0002.jpg")
+    (root / "S" / "link.jpg").symlink_to(outside)
+    confined = ImageResolver(root, confine=True)
+    assert confined.resolve("S/0001.jpg") == inside
+    for sneaky in (str(outside), "../elsewhere/0002.jpg", "S/link.jpg"):  # absolute, .., symlink
+        with pytest.raises(DataSpecError, match="outside the image roots"):
+            confined.resolve(sneaky)
+    assert ImageResolver(root).resolve(str(outside)) == outside  # not confined: allowed
