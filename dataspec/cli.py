@@ -14,8 +14,9 @@ import click
 import orjson
 
 from .errors import DataSpecError, Note
-from .io import atomic_open, dump, load, load_with_notes
-from .models import unknown_keys
+from .imagesize import image_size
+from .io import atomic_open, dump, load, load_with_notes, output_path
+from .models import Page, unknown_keys
 from .paths import ImageResolver, discover
 from .schema import schema_bytes, write_schema
 
@@ -65,7 +66,11 @@ def schema(out: str | None) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--lenient", is_flag=True, help="Accept every variant the normalizers know.")
 @click.option("--image-root", help="Resolve page images under this root (comma/semicolon list).")
-@click.option("--check-images", is_flag=True, help="Fail pages whose image cannot be found.")
+@click.option(
+    "--check-images",
+    is_flag=True,
+    help="Fail pages whose image is missing, not an image, or not page_size (header only).",
+)
 @click.option("--forbid-unknown", is_flag=True, help="Fail pages carrying keys the spec lacks.")
 @click.option(
     "--report", type=click.Path(dir_okay=False), help="Per-file results as .csv or .jsonl."
@@ -99,6 +104,8 @@ def validate(
                 page = load(path, resolver=resolver if check_images else None)
             if forbid_unknown and (extra := unknown_keys(page)):
                 raise DataSpecError(f"unknown keys: {', '.join(extra[:5])}", file=path)
+            if check_images:
+                _check_image(page, path)
             codes.update(n.code for n in notes)
             row["notes"] = ";".join(sorted({n.code for n in notes}))
             if show_notes:
@@ -116,6 +123,19 @@ def validate(
         click.echo("notes: " + ", ".join(f"{c}={n}" for c, n in sorted(codes.items())))
     if invalid:
         sys.exit(1)
+
+
+def _check_image(page: Page, path: Path) -> None:
+    """The resolved image has a readable header, and its size is the page's `page_size`."""
+    size = image_size(page.page_image_path)
+    if size is None:
+        raise DataSpecError(f"{page.page_image_path}: not a readable image", file=path)
+    if page.page_size is not None and size != (page.page_size.width, page.page_size.height):
+        raise DataSpecError(
+            f"{page.page_image_path} is {size[0]}x{size[1]}, page_size says "
+            f"{page.page_size.width}x{page.page_size.height}",
+            file=path,
+        )
 
 
 def _write_report(path: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -179,7 +199,7 @@ def normalize(
                 caption_as_narration=caption_as_narration,
                 box_format=box_format,
             )
-            dump(page, out_root / rel)
+            dump(page, output_path(out_root, rel))
             written += 1
             codes.update(n.code for n in notes)
             if show_notes:

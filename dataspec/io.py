@@ -189,6 +189,27 @@ def dump(page: Page, path: PathLike) -> Path:
     return atomic_write_bytes(path, dumps(page))
 
 
+def output_path(root: PathLike, relative: PathLike) -> Path:
+    """`root / relative`, refused (`DataSpecError`) unless it stays inside `root`.
+
+    Refuses absolute and drive paths, `..` parts, and folders (symlinks followed) that
+    lead out of `root`. A symlink at the file itself is safe: `os.replace` replaces the
+    link, not its target.
+    """
+    rel = os.fspath(relative)
+    parts = rel.replace("\\", "/").split("/")
+    if os.path.isabs(rel) or (len(rel) > 1 and rel[1] == ":") or ".." in parts:
+        raise DataSpecError(f"output path {rel!r} would leave the output folder", file=root)
+    target = Path(root) / rel
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(target.parent)
+    if real_parent != real_root and not real_parent.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise DataSpecError(
+            f"output path {rel!r} leads out of the output folder (to {real_parent})", file=root
+        )
+    return target
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write `data` to `path` via a temp file in the same folder and `os.replace`."""
     with atomic_open(path, "wb") as fh:

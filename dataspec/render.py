@@ -33,24 +33,38 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def page_image(
-    page: Page, *, resolver: ImageResolver | None = None, json_path: str | Path | None = None
-) -> tuple[Image.Image, bool]:
-    """(the page's image in RGB, found?) — a grey canvas of the page size when not found."""
+    page: Page,
+    *,
+    resolver: ImageResolver | None = None,
+    json_path: str | Path | None = None,
+    max_side: int = 1400,
+) -> tuple[Image.Image, bool, float]:
+    """(the page's image in RGB at most `max_side` px, found?, image px per page px).
+
+    A grey canvas stands in when the image is missing, unreadable or over Pillow's
+    decompression-bomb limit.
+    """
     try:
         if resolver is not None:
             path = resolver.resolve(page.page_image_path, json_path)
         else:
             path = Path(page.page_image_path)
         with Image.open(path) as im:
-            return im.convert("RGB"), True
-    except (DataSpecError, OSError):
+            full = im.size
+            im.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
+            image = im.convert("RGB")
+        image.thumbnail((max_side, max_side))
+        return image, True, image.width / full[0]
+    except (DataSpecError, OSError, Image.DecompressionBombError):
         if page.page_size is not None:
             size = (page.page_size.width, page.page_size.height)
         else:
             right = max((x + w for x, _, w, _ in page.boxes()), default=800)
             bottom = max((y + h for _, y, _, h in page.boxes()), default=1200)
             size = (right + 20, bottom + 20)
-        return Image.new("RGB", size, (200, 200, 200)), False
+        scale = min(1.0, max_side / max(size))
+        canvas = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+        return Image.new("RGB", canvas, (200, 200, 200)), False, scale
 
 
 def render_page(
@@ -62,10 +76,9 @@ def render_page(
     max_side: int = 1400,
 ) -> Image.Image:
     """The page with boxes, reading-order numbers and text starts drawn on it."""
-    image, found = page_image(page, resolver=resolver, json_path=json_path)
-    scale = min(1.0, max_side / max(image.size))
-    if scale < 1.0:
-        image = image.resize((round(image.width * scale), round(image.height * scale)))
+    image, found, scale = page_image(
+        page, resolver=resolver, json_path=json_path, max_side=max_side
+    )
     draw = ImageDraw.Draw(image, "RGBA")
     line = max(2, round(max(image.size) / 400))
     big, small = _font(max(14, image.width // 28)), _font(max(11, image.width // 60))

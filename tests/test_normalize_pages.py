@@ -242,3 +242,17 @@ def test_raw_chat_completion_and_gemini_replies() -> None:
         assert page.page_image_path == "a.jpg" and page.boxes() == [(10, 20, 300, 400)]
     with pytest.raises(dataspec.DataSpecError, match="not panels"):
         dataspec.normalize({"pages": [json.loads(page_json), json.loads(page_json)]})
+
+
+def test_deep_nesting_is_a_dataspec_error_not_a_crash(tmp_path: Path) -> None:
+    # regression: 900 levels parse (orjson allows 1024) but overflowed Python's recursion
+    nested = "[" * 900 + "]" * 900
+    file = tmp_path / "deep.json"
+    file.write_text('{"image": "a.jpg", "panels": [], "x": ' + nested + "}", "utf-8")
+    with pytest.raises(dataspec.DataSpecError, match="nested too deeply") as info:
+        dataspec.load(file, lenient=True)
+    assert info.value.file == str(file)
+    from dataspec.normalize import read_panels
+
+    records, _ = read_panels(json.loads('{"panels": [{"text": ' + nested + "}]}"))
+    assert records[0].text.is_empty()  # nested lists of nothing: no text, no crash

@@ -1,7 +1,14 @@
-"""Property: any JSON value given to `normalize` yields a valid Page that round-trips, or DataSpecError."""
+"""Property: any JSON value given to `normalize` yields a valid Page that round-trips, or DataSpecError.
+
+Examples per property: `DATASPEC_FUZZ_EXAMPLES` (default 1500, sized for CI). A long run:
+    DATASPEC_FUZZ_EXAMPLES=50000 python -m pytest tests/test_property.py
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -43,7 +50,9 @@ boxes = st.one_of(
     st.lists(numbers, min_size=2, max_size=8),
     st.lists(st.lists(numbers, min_size=2, max_size=2), min_size=1, max_size=4),
 )
-words = st.sampled_from(["xyxy", "xywh", "yolo", "sfx", "narration", "thought", "a.jpg", "  hi  ", ""])
+words = st.sampled_from(
+    ["xyxy", "xywh", "yolo", "sfx", "narration", "thought", "a.jpg", "  hi  ", ""]
+)
 shaped = st.recursive(
     st.one_of(scalars, numbers, boxes, words),
     lambda children: st.one_of(
@@ -69,7 +78,10 @@ def check(value: Any, **kwargs: Any) -> None:
 
 
 SCHEMA = dataspec.json_schema()
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("DATASPEC_FUZZ_EXAMPLES", "1500"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @SETTINGS
@@ -82,3 +94,48 @@ def test_any_json_value(value: Any) -> None:
 @given(shaped, st.one_of(st.none(), st.tuples(st.integers(1, 3000), st.integers(1, 3000))))
 def test_page_shaped_values(value: Any, page_size: tuple[int, int] | None) -> None:
     check(value, page_size=page_size, json_path="/corpus/Series/0001.json")
+
+
+@SETTINGS
+@given(shaped)
+def test_read_panels_never_raises_anything_else(value: Any) -> None:
+    from dataspec.normalize import read_panels
+
+    try:
+        records, _ = read_panels(value)
+    except dataspec.DataSpecError:
+        return
+    for record in records:
+        assert isinstance(record.text, dataspec.PanelText)
+        assert record.box is None or all(isinstance(v, int) for v in record.box)
+
+
+FILE_BYTES = st.one_of(
+    st.binary(max_size=200),
+    st.builds(
+        lambda b, cut: b[:cut],
+        st.just(b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4], "text": "hi"}]}'),
+        st.integers(0, 70),
+    ),
+    st.builds(
+        lambda t, enc: t.encode(enc, "replace"),
+        st.text(max_size=60),
+        st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "latin-1", "utf-16"]),
+    ),
+)
+
+
+@SETTINGS
+@given(FILE_BYTES)
+def test_any_file_bytes_load_or_name_the_file(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Series" / "0001.json"
+        path.parent.mkdir()
+        path.write_bytes(raw)
+        for lenient in (True, False):
+            try:
+                page = dataspec.load(path, lenient=lenient)
+            except dataspec.DataSpecError as exc:
+                assert exc.file == str(path)
+                continue
+            assert dataspec.loads(dataspec.dumps(page)) == page

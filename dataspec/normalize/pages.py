@@ -139,6 +139,11 @@ def normalize(
         if exc.file is None and json_path is not None:
             raise DataSpecError(exc.reason, file=json_path, where=exc.where) from exc
         raise
+    except RecursionError:
+        raise DataSpecError(_TOO_DEEP, file=json_path) from None
+
+
+_TOO_DEEP = "values nested too deeply to normalize (hundreds of levels)"
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,18 @@ def read_panels(
     analysis); needs no image path. Raises `DataSpecError` when the document holds no
     panel list at all (an empty list is zero panels).
     """
+    try:
+        return _read_panels(obj, page_size, caption_as_narration, box_format)
+    except RecursionError:
+        raise DataSpecError(_TOO_DEEP) from None
+
+
+def _read_panels(
+    obj: Any,
+    page_size: tuple[int, int] | None,
+    caption_as_narration: bool,
+    box_format: str | None,
+) -> tuple[list[PanelRecord], list[Note]]:
     notes: list[Note] = []
     fields, items, panels_where = _locate(obj, notes, "$", 0)
     if items is None:
