@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from os import PathLike
 
@@ -11,6 +13,8 @@ _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD
 def image_size(path: str | PathLike[str]) -> tuple[int, int] | None:
     """(width, height) read from the header, or None when the format or file is unreadable."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block
+            return None
         with open(path, "rb") as fh:
             head = fh.read(32)
             if head.startswith(b"\xff\xd8"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ PathLike = str | os.PathLike[str]
 def read_bytes(path: PathLike) -> bytes:
     """A file's bytes, or `DataSpecError` naming the file."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block
+            raise DataSpecError("not a regular file", file=path)
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:

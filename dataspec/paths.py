@@ -221,8 +221,10 @@ class ImageResolver:
             if is_windows_path(image_path):
                 parts = parts[1:]  # drop "E:"
             # the tail of the path under each root, longest first, with extension variants;
-            # a bare file name only when the path names no folder
+            # a bare file name only when the path names no folder ("/" names nothing)
             for depth in range(min(len(parts), 4), min(len(parts), 2) - 1, -1):
+                if depth == 0:
+                    break
                 tail = parts[-depth:]
                 for root in roots:
                     for name in _name_variants(tail[-1]):
@@ -257,6 +259,8 @@ class ImageResolver:
                         if os.path.splitext(name)[1].lower() not in IMAGE_EXTS:
                             continue
                         full = os.path.join(dirpath, name)
+                        if not os.path.isfile(full):  # FIFOs, sockets, dangling links
+                            continue
                         stem = image_stem(name).lower()
                         for key in ((grand, parent, stem), (parent, stem), (stem,)):
                             index.setdefault(key, []).append(full)

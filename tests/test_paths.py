@@ -5,11 +5,13 @@ Every test works on real files in `tmp_path` (JPEGs written with Pillow, JSON on
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from dataspec import DataSpecError
+from dataspec import load as dataspec_load
 from dataspec.paths import (
     ImageResolver,
     discover,
@@ -430,3 +432,21 @@ def test_confined_resolver_refuses_paths_outside_the_roots(tmp_path: Path) -> No
         with pytest.raises(DataSpecError, match="outside the image roots"):
             confined.resolve(sneaky)
     assert ImageResolver(root).resolve(str(outside)) == outside  # not confined: allowed
+
+
+def test_degenerate_paths_and_special_files_are_not_found(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_image(root / "S" / "0001.jpg")
+    os.mkfifo(root / "S" / "0002.jpg")  # would block whoever opens it
+    (root / "S" / "0003.jpg").symlink_to(root / "nowhere.jpg")  # dangling
+    resolver = ImageResolver(root)
+    for image in ("/", "E:\\", "S/0002.jpg", "S/0003.jpg"):
+        with pytest.raises(DataSpecError, match="image not found"):
+            resolver.resolve(image, tmp_path / "pages" / "x.json")
+    # the JSON's own name is still tried when the explicit path names nothing
+    assert resolver.resolve("/", tmp_path / "pages" / "S" / "0001.json").name == "0001.jpg"
+    from dataspec.imagesize import image_size
+
+    assert image_size(root / "S" / "0002.jpg") is None  # returns at once, never blocks
+    with pytest.raises(DataSpecError, match="not a regular file"):
+        dataspec_load(root / "S" / "0002.jpg")

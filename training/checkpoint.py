@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,19 @@ FORMAT = "closure-lite/1"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` (plus the format tag) to `path` atomically."""
+    """Write `state` (plus the format tag) to `path` atomically and durably: a temp file
+    beside it, flushed to disk, then renamed over it (a symlink at `path` is replaced,
+    never followed). A kill at any moment leaves the previous checkpoint or the new one."""
     with atomic_open(path, "wb") as fh:
         torch.save({"format": FORMAT, **state}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    with contextlib.suppress(OSError):  # make the rename itself durable where supported
+        fd = os.open(Path(path).parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return Path(path)
 
 

@@ -4,6 +4,7 @@ accepted with hyphens too; the page source options; page discovery via `dataspec
 from __future__ import annotations
 
 import argparse
+import codecs
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +17,36 @@ class CLIError(Exception):
     """A problem with the user's input (exit status 1, message on stderr)."""
 
 
+def _output_errors(exc: UnicodeError) -> tuple[str | bytes, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name (surrogateescape)
+            out.append(code - 0xDC00)
+        else:
+            out += f"\\u{code:04x}".encode()
+    return bytes(out), exc.end
+
+
+codecs.register_error("training-output", _output_errors)
+
+
+def output_bytes(text: str) -> bytes:
+    """`text` as UTF-8 for a CSV output, never raising: the undecodable bytes of a file
+    name (Python's surrogate escapes) are written back as those bytes, so a listed path is
+    the path on disk (read it with `errors="surrogateescape"`); other lone surrogates
+    (from a leniently parsed JSON string) as `\\uXXXX`."""
+    return text.encode("utf-8", "training-output")
+
+
+def json_text(text: str) -> str:
+    """`text` as valid Unicode for a JSON output (undecodable bytes and lone surrogates
+    as backslash escapes: orjson refuses surrogates)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def flag(parser: argparse.ArgumentParser | Any, name: str, **kwargs: Any) -> None:
     """`--name` (underscores) plus its hyphen spelling, stored as `name` unless `dest`."""
     spellings = [f"--{name}"]
@@ -26,7 +57,7 @@ def flag(parser: argparse.ArgumentParser | Any, name: str, **kwargs: Any) -> Non
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
-    """--json_list_file | --json_dir, --image_root, --max_samples."""
+    """--json_list_file | --json_dir, --image_root, --strict_paths, --max_samples."""
     source = parser.add_mutually_exclusive_group(required=True)
     flag(
         source,
@@ -52,6 +83,13 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     )
     flag(
         parser,
+        "strict_paths",
+        action="store_true",
+        help="refuse (skip) pages whose image resolves outside --image_root (absolute paths "
+        "elsewhere, '..', symlinks leading out); needs --image_root",
+    )
+    flag(
+        parser,
         "max_samples",
         type=int,
         default=None,
@@ -63,6 +101,8 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 def discover_pages(args: argparse.Namespace) -> list[Path]:
     """The page JSONs named by the source flags (dataspec discovery), first N if asked."""
     source = args.json_list_file if args.json_list_file is not None else args.json_dir
+    if getattr(args, "strict_paths", False) and not dataspec.ImageResolver(args.image_root).roots:
+        raise CLIError("--strict_paths needs --image_root (the folders images must lie in)")
     try:
         paths = dataspec.discover(source, image_root=args.image_root)
     except dataspec.DataSpecError as exc:

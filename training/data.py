@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
+import stat
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 80_000_000
 """Pages with more pixels than this are skipped unread (decompression-bomb guard)."""
 
+DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
+"""Page files larger than this are skipped unread (a real page is a few kB)."""
+
 FILL = 128
 """Grey that pads letterboxed crops (0 after the encoders' normalization)."""
 
@@ -48,6 +53,8 @@ IGNORE = -100
 
 _ZERO_PANEL_LOGS = 3
 _zero_panel_logged = 0
+_UNEXPECTED_LOGS = 5
+_unexpected_logged = 0
 
 # --------------------------------------------------------------------------- books and pages
 
@@ -98,6 +105,14 @@ def split_by_book(
 
 class ImageError(Exception):
     """A page image that cannot be used (unreadable, too large, broken)."""
+
+
+class OutsideImageError(ImageError):
+    """A panel box that lies wholly outside its page image (wrong image or page size)."""
+
+    def __init__(self, message: str, box_index: int) -> None:
+        super().__init__(message)
+        self.box_index = box_index
 
 
 _TRUNCATED_LOCK = threading.Lock()
@@ -164,9 +179,17 @@ def _open(
     if width * height > limit:
         image.close()
         raise ImageError(
-            f"{width}x{height} = {width * height} pixels is over the limit of {limit} "
+            f"{path}: {width}x{height} = {width * height} pixels is over the limit of {limit} "
             "(decompression-bomb guard; raise --max_image_pixels to allow it)"
         )
+    for k, (x, y, w, h) in enumerate(boxes):
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            image.close()
+            raise OutsideImageError(
+                f"box {[x, y, w, h]} lies wholly outside the {width}x{height} image {path} "
+                "(wrong image, or boxes for another page size?)",
+                k,
+            )
     clamped = [clamp_box(b, width, height) for b in boxes]
     scale = 1
     if fast and image.format == "JPEG":
@@ -195,10 +218,18 @@ def read_crops(
     downscaled (`draft_scale`), and boxes are scaled by the decode factor. A truncated
     image is loaded with the missing part grey when `allow_truncated` (and reported).
     Crops are resized with antialiased bilinear resampling; `reducing_gap` (Pillow's
-    two-step resize) trades a little accuracy for speed. Raises `ImageError` for anything
-    that cannot be read.
+    two-step resize) trades a little accuracy for speed. Raises `ImageError` (naming the
+    file) for anything that cannot be read: not a regular file (a FIFO or device would
+    block or never end), unreadable, not an image, over `max_pixels`, broken; and
+    `OutsideImageError` for a box wholly outside the image (partly outside is clamped).
     """
     path = str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"cannot read image {path}: not a regular file")
     try:
         image, clamped, page_size, scale = _open(path, boxes, size, letterbox, fast, max_pixels)
         truncated = False
@@ -217,8 +248,15 @@ def read_crops(
             pixels = _cut(rgb, clamped, size, letterbox, 1.0 / scale, reducing_gap)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"cannot read image {path}: {exc}") from exc
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        MemoryError,
+        Image.DecompressionBombError,
+    ) as exc:
+        raise ImageError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
     return Crops(pixels, clamped, page_size, scale, truncated)
 
 
@@ -277,6 +315,8 @@ class PageMeta:
     truncated_image: bool = False
     lenient: bool = False
     decode_scale: int = 1
+    notes: tuple[str, ...] = ()
+    """Codes of the lenient load's notes (what was coerced or dropped); empty when strict."""
 
 
 @dataclass
@@ -295,6 +335,13 @@ class PageItem:
     """(n,) int64: reading position (0 = first) of the panel in each slot."""
 
 
+SKIP_KINDS = ("page", "image", "boxes", "error")
+"""Why a page was skipped: `page` the page file (unreadable, too large, not JSON, not a
+page, image not found or outside the image roots), `image` its image (unreadable, not an
+image, over `max_pixels`), `boxes` a panel box wholly outside the image, `error` anything
+else (an exception no rule foresaw: logged with its traceback; please report it)."""
+
+
 @dataclass
 class SkippedPage:
     """A page that could not be used, and why (the message names the file)."""
@@ -302,18 +349,30 @@ class SkippedPage:
     index: int
     json_path: str
     reason: str
+    kind: str = "page"
+    """One of `SKIP_KINDS`."""
 
 
 class PageError(Exception):
     """A page file that neither strict nor lenient loading accepts."""
 
 
+def _naming(path: str, message: str) -> str:
+    """`message`, prefixed with `path` unless it already names the file."""
+    return message if path in message else f"{path}: {message}"
+
+
 class PageDataset(Dataset):  # type: ignore[type-arg]
     """DataSpec page files, read lazily: one page (JSON + image) per item.
 
     Items are `PageItem`, or `SkippedPage` for a page that cannot be loaded (never a
-    stand-in page). A key is an index or `(index, epoch)`; the slot order of panels is
-    a permutation seeded by (seed, epoch, index), so items are deterministic.
+    stand-in page): whatever a page file or image holds, an item never raises. A key is an
+    index or `(index, epoch)`; the slot order of panels is a permutation seeded by
+    (seed, epoch, index), so items are deterministic.
+
+    With `strict_paths`, images are resolved with `ImageResolver(image_root, confine=True)`:
+    a page whose image resolves outside the image roots (an absolute path elsewhere, `..`,
+    a symlink leading out) is skipped. Page files over `max_json_bytes` are skipped unread.
     """
 
     def __init__(
@@ -328,7 +387,11 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         max_pixels: int = DEFAULT_MAX_PIXELS,
         allow_truncated: bool = True,
         reducing_gap: float | None = None,
+        strict_paths: bool = False,
+        max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     ) -> None:
+        if strict_paths and not dataspec.ImageResolver(image_root).roots:
+            raise ValueError("strict_paths needs an image root to confine images to")
         self.paths = [str(p) for p in paths]
         self.keys = [page_key(p) for p in self.paths]
         self.image_root = image_root
@@ -339,6 +402,8 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         self.max_pixels = max_pixels
         self.allow_truncated = allow_truncated
         self.reducing_gap = reducing_gap
+        self.strict_paths = strict_paths
+        self.max_json_bytes = max_json_bytes
         self.tokenizer = HashTokenizer(config.vocab_size, config.max_tokens)
         self._resolver: dataspec.ImageResolver | None = None
 
@@ -351,33 +416,57 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
     def resolver(self) -> dataspec.ImageResolver:
         """The one image resolver of this process (its root index is built on first need)."""
         if self._resolver is None:
-            self._resolver = dataspec.ImageResolver(self.image_root)
+            self._resolver = dataspec.ImageResolver(self.image_root, confine=self.strict_paths)
         return self._resolver
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load_page(self, index: int) -> tuple[dataspec.Page, bool]:
-        """(page with its image resolved, loaded leniently?) or `PageError`."""
+    def load_page(self, index: int) -> tuple[dataspec.Page, tuple[str, ...] | None]:
+        """(page with its image resolved, the lenient load's note codes or None when the
+        strict load took it) or `PageError` naming the file."""
         path = self.paths[index]
         try:
-            return dataspec.load(path, resolver=self.resolver), False
+            info = os.stat(path)
+        except OSError as exc:
+            raise PageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise PageError(f"{path}: not a regular file")
+        if info.st_size > self.max_json_bytes:
+            raise PageError(
+                f"{path}: {info.st_size} bytes is over the page-file limit of "
+                f"{self.max_json_bytes} (raise --max_json_bytes to allow it)"
+            )
+        try:
+            return dataspec.load(path, resolver=self.resolver), None
         except (dataspec.DataSpecError, OSError, ValueError) as strict:
             try:
-                return dataspec.load(path, lenient=True, resolver=self.resolver), True
+                page, notes = dataspec.load_with_notes(path, resolver=self.resolver)
             except (dataspec.DataSpecError, OSError, ValueError) as lenient:
                 message = str(strict)
                 if str(lenient) != message:
                     message += f" (lenient load: {lenient})"
-                raise PageError(message) from None
+                raise PageError(_naming(path, message)) from None
+            return page, tuple(dict.fromkeys(n.code for n in notes))
 
     def __getitem__(self, key: int | tuple[int, int]) -> PageItem | SkippedPage:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         path = self.paths[index]
         try:
-            page, lenient = self.load_page(index)
+            return self._item(index, epoch)
         except PageError as exc:
-            return SkippedPage(index, path, str(exc))
+            return SkippedPage(index, path, _naming(path, str(exc)), "page")
+        except ImageError as exc:
+            return SkippedPage(index, path, _naming(path, str(exc)), "image")
+        except Exception as exc:  # one odd file must never stop a run: skip it, say why
+            _log_unexpected(path, exc)
+            reason = f"{path}: unexpected {type(exc).__name__}: {exc}"
+            return SkippedPage(index, path, reason, "error")
+
+    def _item(self, index: int, epoch: int) -> PageItem | SkippedPage:
+        path = self.paths[index]
+        page, notes = self.load_page(index)
+        lenient = notes is not None
         cfg = self.config
         keep = page.order(rtl=cfg.rtl)[: cfg.max_panels]
         n = len(keep)
@@ -385,7 +474,16 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         if n == 0:
             _log_zero_panels(path)
             empty = PageMeta(
-                index, path, page.page_image_path, book, number, [], [], 0, False, lenient
+                index,
+                path,
+                page.page_image_path,
+                book,
+                number,
+                [],
+                [],
+                0,
+                lenient=lenient,
+                notes=notes or (),
             )
             return PageItem(
                 empty,
@@ -406,8 +504,10 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
                 allow_truncated=self.allow_truncated,
                 reducing_gap=self.reducing_gap,
             )
-        except ImageError as exc:
-            return SkippedPage(index, path, f"{path}: {exc}")
+        except OutsideImageError as exc:
+            panel = keep[exc.box_index]
+            reason = f"{path}: panel {panel} {exc}"
+            return SkippedPage(index, path, reason, "boxes")
         if self.shuffle_slots:
             position = np.random.default_rng([self.seed, epoch, index]).permutation(n)
         else:
@@ -426,6 +526,7 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             truncated_image=crops.truncated,
             lenient=lenient,
             decode_scale=crops.scale,
+            notes=notes or (),
         )
         pixels = torch.from_numpy(crops.pixels[position]).permute(0, 3, 1, 2).contiguous()
         return PageItem(
@@ -436,6 +537,13 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             torch.from_numpy(composition_features(boxes, *crops.page_size)),
             torch.from_numpy(position.astype(np.int64)),
         )
+
+
+def _log_unexpected(path: str, exc: Exception) -> None:
+    global _unexpected_logged
+    if _unexpected_logged < _UNEXPECTED_LOGS:
+        _unexpected_logged += 1
+        log.warning("%s: unexpected error, page skipped", path, exc_info=exc)
 
 
 def _log_zero_panels(path: str) -> None:
@@ -585,6 +693,7 @@ class PagePairBatchSampler(Sampler[list[tuple[int, int]]]):
     With `world_size > 1` each rank gets every world_size-th batch; with `pad` (training)
     the list is padded by repetition so that all ranks take the same number of steps,
     without it (evaluation) every page is seen exactly once over all ranks.
+    `set_epoch(epoch, start)` resumes an epoch at its `start`-th batch (of this rank).
     """
 
     def __init__(
@@ -608,10 +717,15 @@ class PagePairBatchSampler(Sampler[list[tuple[int, int]]]):
         self.world_size = world_size
         self.pad = pad
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order `__iter__` yields."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Choose the epoch whose order `__iter__` yields, from its `start`-th batch on
+        (a mid-epoch resume: the batches before it are not loaded again)."""
+        if start < 0:
+            raise ValueError("start must be >= 0")
         self.epoch = epoch
+        self.start = start
 
     def _units(self, rng: random.Random) -> list[list[int]]:
         books: dict[str, list[int]] = defaultdict(list)
@@ -652,7 +766,7 @@ class PagePairBatchSampler(Sampler[list[tuple[int, int]]]):
         return out
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self.batches():
+        for batch in self.batches()[self.start :]:
             yield [(i, self.epoch) for i in batch]
 
     def __len__(self) -> int:

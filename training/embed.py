@@ -22,7 +22,7 @@ import torch
 
 from dataspec.io import atomic_open, atomic_write_bytes
 
-from .cli import add_source_args, flag, open_checkpoint, setup_logging
+from .cli import add_source_args, flag, open_checkpoint, output_bytes, setup_logging
 from .data import Collate, PageDataset, PagePairBatchSampler
 
 INDEX_COLUMNS = (
@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     if opened is None:
         return 1
     model, config, _, paths, device = opened
-    dataset = PageDataset(paths, image_root=args.image_root, config=config, shuffle_slots=False)
+    dataset = PageDataset(
+        paths,
+        image_root=args.image_root,
+        config=config,
+        shuffle_slots=False,
+        strict_paths=args.strict_paths,
+    )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=PagePairBatchSampler(dataset.keys, args.batch_size, shuffle=False),
@@ -80,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     index = io.StringIO()
     writer = csv.writer(index, lineterminator="\n")
     writer.writerow(INDEX_COLUMNS)
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str, str]] = []
     n_pages = n_panels = 0
     for batch in loader:
-        skipped.extend((s.json_path, s.reason) for s in batch.skipped)
+        skipped.extend((s.json_path, s.reason, s.kind) for s in batch.skipped)
         if not len(batch):
             continue
         out = model(batch.to(device))
@@ -130,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, array in (("page_embeddings.npy", page_array), ("panel_embeddings.npy", panel_array)):
         with atomic_open(out_dir / name, "wb") as fh:
             np.save(fh, array.astype(np.float32))
-    atomic_write_bytes(out_dir / "index.csv", index.getvalue().encode("utf-8"))
+    atomic_write_bytes(out_dir / "index.csv", output_bytes(index.getvalue()))
     if skipped:
         buf = io.StringIO()
         skip_writer = csv.writer(buf, lineterminator="\n")
-        skip_writer.writerow(["path", "reason"])
+        skip_writer.writerow(["path", "reason", "kind"])
         skip_writer.writerows(skipped)
-        atomic_write_bytes(out_dir / "skipped_pages.csv", buf.getvalue().encode("utf-8"))
+        atomic_write_bytes(out_dir / "skipped_pages.csv", output_bytes(buf.getvalue()))
     print(
         f"{n_pages} pages, {n_panels} panels embedded (dim {dim}); "
         f"{len(skipped)} pages skipped → {out_dir}"

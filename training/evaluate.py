@@ -34,7 +34,7 @@ import torch
 import dataspec
 from dataspec.io import atomic_write_bytes
 
-from .cli import add_source_args, flag, open_checkpoint, setup_logging
+from .cli import add_source_args, flag, json_text, open_checkpoint, setup_logging
 from .data import Batch, Collate, PageDataset, PagePairBatchSampler
 from .losses import LossWeights, closure_losses
 from .model import ClosureLite, sample_mpm_mask
@@ -158,11 +158,11 @@ def evaluate_loader(
     mask_ratio: float = 0.25,
     seed: int = 0,
     autocast: Any = None,
-    skipped: list[tuple[str, str]] | None = None,
+    skipped: list[tuple[str, str, str]] | None = None,
 ) -> dict[str, float]:
     """Metric sums (and mean losses when `weights` is given) over a loader; call
     `finalize` (after summing across ranks) to get rates. Skipped pages are counted
-    and, when `skipped` is given, listed there as (path, reason)."""
+    and, when `skipped` is given, listed there as (path, reason, kind)."""
     was_training = model.training
     model.eval()
     tally: dict[str, float] = defaultdict(float)
@@ -170,7 +170,7 @@ def evaluate_loader(
     for batch in loader:
         tally["pages_skipped"] += len(batch.skipped)
         if skipped is not None:
-            skipped.extend((s.json_path, s.reason) for s in batch.skipped)
+            skipped.extend((s.json_path, s.reason, s.kind) for s in batch.skipped)
         if not len(batch):
             continue
         batch = batch.to(device)
@@ -228,7 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     rtl = config.rtl if args.rtl is None else args.rtl
     if rtl != config.rtl:
         config = type(config)(**{**config.to_dict(), "rtl": rtl})
-    dataset = PageDataset(paths, image_root=args.image_root, config=config, seed=args.seed)
+    dataset = PageDataset(
+        paths,
+        image_root=args.image_root,
+        config=config,
+        seed=args.seed,
+        strict_paths=args.strict_paths,
+    )
     sampler = PagePairBatchSampler(dataset.keys, args.batch_size, shuffle=False, seed=args.seed)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -236,17 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         num_workers=args.num_workers,
         collate_fn=Collate(config.max_panels),
     )
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str, str]] = []
     tally = evaluate_loader(model, loader, device, rtl=rtl, seed=args.seed, skipped=skipped)
     metrics = finalize(tally)
     report: dict[str, Any] = {
         **metrics,
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": json_text(str(args.checkpoint)),
         "epoch": state.get("epoch"),
-        "source": str(args.json_list_file or args.json_dir),
+        "source": json_text(str(args.json_list_file or args.json_dir)),
         "pages_found": len(paths),
         "rtl": rtl,
-        "skipped": [{"path": p, "reason": r} for p, r in skipped[:100]],
+        "skipped": [
+            {"path": json_text(p), "reason": json_text(r), "kind": k} for p, r, k in skipped[:100]
+        ],
     }
     atomic_write_bytes(
         args.report, orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)

@@ -26,11 +26,18 @@ class HashTokenizer:
         self.max_tokens = max_tokens
 
     def _id(self, kind: str, token: str) -> int:
-        return 1 + zlib.crc32(f"{kind}\x1f{token}".encode()) % (self.vocab_size - 1)
+        # surrogatepass: a lone surrogate (from a lenient JSON parse) hashes, never raises
+        data = f"{kind}\x1f{token}".encode("utf-8", "surrogatepass")
+        return 1 + zlib.crc32(data) % (self.vocab_size - 1)
 
     def encode(self, text: str) -> list[int]:
-        """Ids of one text, at most `max_tokens` (lower-cased; punctuation runs are words)."""
-        words = _WORD.findall(text.lower())
+        """Ids of one text, at most `max_tokens` (lower-cased; punctuation runs are words).
+
+        Only the first `max_tokens` words can contribute, so no more are split off: a
+        huge text costs one pass over its first words, not a list of all of them.
+        """
+        found = _WORD.finditer(text.lower())
+        words = [m.group() for m in itertools.islice(found, self.max_tokens)]
         ids = [self._id("w", w) for w in words]
         if len(ids) < self.max_tokens:
             ids += [self._id("b", f"{a} {b}") for a, b in itertools.pairwise(words)]

@@ -7,17 +7,24 @@ r"""Train CLOSURE-Lite on DataSpec pages.
 
 RUN gets config.json, metrics.jsonl (one line per epoch: losses per term, validation
 metrics, pages/s, pages skipped), latest.pt and best.pt (lowest validation loss; training
-loss without a validation split), and skipped_pages.csv when pages could not be used.
-`--resume` continues from RUN/latest.pt (or the checkpoint given).
+loss without a validation split), skipped_pages.csv when pages could not be used and
+lenient_pages.csv when pages were read leniently. `--save_steps N` also writes latest.pt
+every N steps within an epoch. `--resume` continues from RUN/latest.pt (or the checkpoint
+given), mid-epoch too: the same batches, masks and dropout as an uninterrupted run.
+Every file is written atomically (temp file + rename); a killed run leaves no partial
+output, and its stray temp files are removed when the next run starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import logging
 import math
+import os
+import re
 import sys
 import time
 import zlib
@@ -36,9 +43,18 @@ from dataspec.io import atomic_write_bytes
 
 from . import distributed
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .cli import CLIError, add_source_args, discover_pages, flag, setup_logging
+from .cli import (
+    CLIError,
+    add_source_args,
+    discover_pages,
+    flag,
+    json_text,
+    output_bytes,
+    setup_logging,
+)
 from .config import ModelConfig
 from .data import (
+    DEFAULT_MAX_JSON_BYTES,
     DEFAULT_MAX_PIXELS,
     Batch,
     Collate,
@@ -104,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="also keep epoch_N.pt every N epochs (0: only latest.pt and best.pt)",
+    )
+    flag(
+        p,
+        "save_steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write latest.pt every N optimizer steps within an epoch, so that "
+        "--resume loses at most N steps (0: at the end of each epoch only)",
     )
     flag(
         p,
@@ -182,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip truncated images instead of loading them",
     )
+    flag(
+        d,
+        "max_json_bytes",
+        type=int,
+        default=DEFAULT_MAX_JSON_BYTES,
+        help="skip larger page files unread",
+    )
     return p
 
 
@@ -198,6 +230,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         (0.0 < args.mask_ratio < 1.0, "--mask_ratio must be in (0, 1)"),
         (args.max_samples is None or args.max_samples >= 1, "--max_samples must be >= 1"),
         (args.save_every >= 0, "--save_every must be >= 0"),
+        (args.save_steps >= 0, "--save_steps must be >= 0"),
+        (args.max_json_bytes >= 1, "--max_json_bytes must be >= 1"),
+        (args.max_image_pixels >= 1, "--max_image_pixels must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:
@@ -215,7 +250,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def _jsonable(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return {k: json_text(str(v)) if isinstance(v, Path | str) else v for k, v in vars(args).items()}
 
 
 def _seed_for(*parts: object) -> int:
@@ -265,12 +300,44 @@ def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     )
 
 
-def _write_skips(path: Path, skips: dict[str, str]) -> None:
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "reason"])
-    writer.writerows(sorted(skips.items()))
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, output_bytes(buf.getvalue()))
+
+
+def _write_skips(path: Path, skips: dict[str, list[str]]) -> None:
+    rows = [[p, *reason_kind] for p, reason_kind in sorted(skips.items())]
+    _write_csv(path, ["path", "reason", "kind"], rows)
+
+
+def _write_lenient(path: Path, lenient: dict[str, str]) -> None:
+    _write_csv(path, ["path", "notes"], [[p, n] for p, n in sorted(lenient.items())])
+
+
+_LISTED = 10_000
+"""At most this many skipped (and lenient) pages are listed; all are counted."""
+
+_TEMP = re.compile(
+    r"^\.(latest\.pt|best\.pt|epoch_\d+\.pt|config\.json|metrics\.jsonl|skipped_pages\.csv"
+    r"|lenient_pages\.csv)\..+\.tmp$"
+)
+"""Temp files of our atomic writes (`dataspec.io.atomic_open`) beside the run's outputs."""
+
+
+def remove_stale_temps(out_dir: Path) -> int:
+    """Delete the temp files a killed run left in `out_dir` (never read: every output is
+    replaced by rename); returns how many. Only our own temp-file names are touched."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(out_dir):
+            if _TEMP.match(entry.name) and not entry.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 class _Stats:
@@ -278,7 +345,16 @@ class _Stats:
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = defaultdict(float)
-        self.skips: dict[str, str] = {}
+        self.skips: dict[str, list[str]] = {}
+        """path → [reason, kind]"""
+        self.lenient: dict[str, str] = {}
+        """path → the lenient load's note codes"""
+
+    def restore(self, position: dict[str, Any]) -> None:
+        """Continue the sums and lists a mid-epoch checkpoint saved."""
+        self.sums.update({k: float(v) for k, v in position["sums"].items()})
+        self.skips.update({k: list(v) for k, v in position["skips"].items()})
+        self.lenient.update(position["lenient"])
 
     def count(self, batch: Batch) -> None:
         s = self.sums
@@ -290,10 +366,13 @@ class _Stats:
         s["pages_over_max_panels"] += sum(m.panels_total > len(m.boxes) for m in batch.pages)
         s["reduced_decodes"] += sum(m.decode_scale > 1 for m in batch.pages)
         for skip in batch.skipped:
-            if skip.json_path not in self.skips and len(self.skips) < 10_000:
-                self.skips[skip.json_path] = skip.reason
+            if skip.json_path not in self.skips and len(self.skips) < _LISTED:
+                self.skips[skip.json_path] = [skip.reason, skip.kind]
                 if len(self.skips) <= 5:
                     log.warning("skipped page: %s", skip.reason)
+        for meta in batch.pages:
+            if meta.lenient and meta.json_path not in self.lenient and len(self.lenient) < _LISTED:
+                self.lenient[meta.json_path] = " ".join(meta.notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(args, info)
     except (CLIError, UserError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # an output that cannot be written (full disk, a folder in the way)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -347,6 +429,8 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
         "fast_decode": not args.full_decode,
         "max_pixels": args.max_image_pixels,
         "allow_truncated": not args.strict_images,
+        "strict_paths": args.strict_paths,
+        "max_json_bytes": args.max_json_bytes,
     }
     train_ds = PageDataset([paths[i] for i in train_idx], **loading)
     val_ds = PageDataset([paths[i] for i in val_idx], **loading)
@@ -380,10 +464,21 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
     weights = LossWeights(
         args.next_weight, args.mask_weight, args.order_weight, args.mask_temperature
     )
+    # what a mid-epoch checkpoint's batch position means: the same batches only under the
+    # same batch size, seed, world size and training pages
+    layout = {
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "world_size": info.world_size,
+        "train_pages": len(train_ds),
+        "pages_crc": zlib.crc32("\n".join(train_ds.paths).encode("utf-8", "surrogatepass")),
+    }
 
     start_epoch, step, history = 0, 0, []
     best: dict[str, Any] = {"value": math.inf, "epoch": None}
-    all_skips: dict[str, str] = {}
+    all_skips: dict[str, list[str]] = {}
+    all_lenient: dict[str, str] = {}
+    position: dict[str, Any] | None = None
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
@@ -393,8 +488,12 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
         start_epoch, step = int(resume_state["epoch"]), int(resume_state["step"])
         best = dict(resume_state["best"])
         history = [r for r in resume_state.get("history", []) if r["epoch"] <= start_epoch]
+        all_skips = {k: list(v) for k, v in resume_state.get("skips", {}).items()}
+        all_lenient = dict(resume_state.get("lenient", {}))
+        position = resume_state.get("position")
         if info.is_main:
-            log.info("resumed from epoch %d (step %d)", start_epoch, step)
+            where = f" batch {position['batch']}" if position else ""
+            log.info("resumed from epoch %d%s (step %d)", start_epoch, where, step)
 
     net: torch.nn.Module = model
     if info.enabled:
@@ -406,6 +505,15 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
 
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        stale = remove_stale_temps(out_dir)
+        if stale:
+            log.info("removed %d temp file(s) an interrupted run left in %s", stale, out_dir)
+        for tracker_dir in ("tensorboard", "wandb"):
+            if args.report_to == tracker_dir and (out_dir / tracker_dir).is_symlink():
+                raise UserError(
+                    f"{out_dir / tracker_dir} is a symlink: refusing to write tracker files "
+                    "outside the output directory"
+                )
         run_config = {
             "model": config.to_dict(),
             "args": _jsonable(args),
@@ -442,18 +550,55 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
 
+    def checkpoint(epochs_done: int, here: dict[str, Any] | None) -> dict[str, Any]:
+        """Everything `--resume` needs; `here` is the position within an unfinished epoch."""
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epochs_done,
+            "step": step,
+            "config": config.to_dict(),
+            "args": _jsonable(args),
+            "rng": rng_state(),
+            "best": best,
+            "metrics": history[-1] if history else None,
+            "history": history,
+            "skips": all_skips,
+            "lenient": all_lenient,
+            "position": here,
+        }
+
     for epoch in range(start_epoch, args.epochs):
-        torch.manual_seed(_seed_for(args.seed, epoch, info.rank))  # dropout; resumable
-        train_sampler.set_epoch(epoch)
+        torch.manual_seed(_seed_for(args.seed, epoch, info.rank))  # resumable
         stats = _Stats()
+        start_batch, seconds_before = 0, 0.0
+        if position is not None and epoch == start_epoch:
+            if position.get("layout") == layout:
+                start_batch, seconds_before = int(position["batch"]), float(position["seconds"])
+                if info.is_main:  # rank 0 carries the saved sums of every rank
+                    stats.restore(position)
+            elif info.is_main:
+                log.warning(
+                    "the checkpoint stopped within epoch %d under another batch size, seed, "
+                    "world size or page list: that epoch starts again from its first batch",
+                    epoch + 1,
+                )
+        position = None
+        train_sampler.set_epoch(epoch, start_batch)
+        n_batches = len(train_sampler.batches())
+        done = start_batch
         net.train()
         bar = Progress(
             steps_per_epoch,
             f"epoch {epoch + 1}/{args.epochs}",
             enabled=info.is_main and not args.no_progress,
         )
+        bar.done = start_batch
         started = time.perf_counter()
         for batch in train_loader:
+            done += 1
             stats.count(batch)
             empty = len(batch) == 0
             if distributed.any_across(empty, info):
@@ -462,6 +607,8 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             batch = batch.to(device, non_blocking=True)
             generator = torch.Generator().manual_seed(_seed_for(args.seed, epoch, step, info.rank))
             mask = sample_mpm_mask(batch.panel_mask, args.mask_ratio, generator)
+            # dropout seeded by the step: the same after a mid-epoch resume
+            torch.manual_seed(_seed_for(args.seed, epoch, step, info.rank, "dropout"))
             with autocast():
                 out = net(batch, mask)
                 losses = closure_losses(out, batch, weights)
@@ -478,11 +625,32 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             for key, value in losses.items():
                 stats.sums[f"loss_{key}"] += value.item()
             bar.update(loss=losses["total"].item(), next=losses["next"].item())
+            if args.save_steps and step % args.save_steps == 0 and done < n_batches:
+                # every rank reaches this step together (empty batches are skipped by all)
+                sums = distributed.sum_across(dict(stats.sums), info)
+                skips: dict[str, list[str]] = {}
+                lenient: dict[str, str] = {}
+                for rank_skips, rank_lenient in distributed.gather_objects(
+                    (stats.skips, stats.lenient), info
+                ):
+                    skips.update(rank_skips)
+                    lenient.update(rank_lenient)
+                if info.is_main:
+                    here = {
+                        "epoch": epoch,
+                        "batch": done,
+                        "sums": sums,
+                        "skips": skips,
+                        "lenient": lenient,
+                        "seconds": seconds_before + time.perf_counter() - started,
+                        "layout": layout,
+                    }
+                    save_checkpoint(out_dir / "latest.pt", checkpoint(epoch, here))
         bar.close()
-        seconds = time.perf_counter() - started
+        seconds = seconds_before + time.perf_counter() - started
         train_sums = distributed.sum_across(dict(stats.sums), info)
 
-        val_skips: list[tuple[str, str]] = []
+        val_skips: list[tuple[str, str, str]] = []
         val_tally = evaluate_loader(
             model,
             val_loader,
@@ -495,8 +663,14 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             skipped=val_skips,
         )
         val = finalize(distributed.sum_across(val_tally, info))
-        for gathered in distributed.gather_objects(list(stats.skips.items()) + val_skips, info):
-            all_skips.update(gathered)
+        listed = (stats.skips, stats.lenient, [(p, [r, k]) for p, r, k in val_skips])
+        for rank_skips, rank_lenient, rank_val in distributed.gather_objects(listed, info):
+            for path, reason_kind in [*rank_skips.items(), *rank_val]:
+                if path not in all_skips and len(all_skips) < _LISTED:
+                    all_skips[path] = reason_kind
+            for path, notes in rank_lenient.items():
+                if path not in all_lenient and len(all_lenient) < _LISTED:
+                    all_lenient[path] = notes
 
         batches = max(1.0, train_sums.get("batches", 0.0))
         record: dict[str, Any] = {
@@ -522,7 +696,7 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
         if train_sums.get("pages", 0) == 0 and train_sums.get("pages_skipped", 0) > 0:
             raise UserError(
                 f"every training page was skipped in epoch {epoch + 1}; first reasons: "
-                + "; ".join(list(all_skips.values())[:3])
+                + "; ".join(reason for reason, _ in list(all_skips.values())[:3])
             )
         history.append(record)
         # best: lowest validation loss; training loss when there is no usable validation
@@ -533,20 +707,7 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
         if improved:
             best = {"value": criterion, "epoch": epoch + 1}
         if info.is_main:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "config": config.to_dict(),
-                "args": _jsonable(args),
-                "rng": rng_state(),
-                "best": best,
-                "metrics": record,
-                "history": history,
-            }
+            state = checkpoint(epoch + 1, None)
             save_checkpoint(out_dir / "latest.pt", state)
             if improved:
                 save_checkpoint(out_dir / "best.pt", state)
@@ -555,6 +716,8 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             _write_metrics(out_dir / "metrics.jsonl", history)
             if all_skips:
                 _write_skips(out_dir / "skipped_pages.csv", all_skips)
+            if all_lenient:
+                _write_lenient(out_dir / "lenient_pages.csv", all_lenient)
             tracker.log(_flat(record), step)
             log.info(
                 "epoch %d: loss %.4f (next %.4f mpm %.4f order %.4f) | val next-panel acc %.3f "
