@@ -271,11 +271,11 @@ def bad(corpus: SyntheticCorpus, tmp_path_factory: pytest.TempPathFactory) -> Ba
     with_image(
         "img_big.json", "Bad/big.png", Expect("skip", "image", "decompression-bomb guard"), unsized
     )
-    with_image("img_loop.json", "Bad/loop_a.jpg", Expect("skip", "page", "image not found"), unsized)
-    with_image("img_missing.json", "Bad/missing.jpg", Expect("skip", "page", "not found"), unsized)
     with_image(
-        "img_fifo.json", "Bad/fifo.jpg", Expect("skip", "page", "image not found"), unsized
+        "img_loop.json", "Bad/loop_a.jpg", Expect("skip", "page", "image not found"), unsized
     )
+    with_image("img_missing.json", "Bad/missing.jpg", Expect("skip", "page", "not found"), unsized)
+    with_image("img_fifo.json", "Bad/fifo.jpg", Expect("skip", "page", "image not found"), unsized)
     # a page that needs the lenient load (which reads the image's header): must not block
     fifo_lenient = {"image": "Bad/fifo.jpg", "panels": [{"bbox": [1, 1, 20, 20]}]}
     put("img_fifo_lenient.json", fifo_lenient, Expect("skip", "page", "image not found"))
