@@ -10,7 +10,12 @@ exist at a time and decoded parts of the map are handed back to the OS. A slice 
 items do not fit the types (a string score, a 3-number bbox, NaN) is decoded again with
 Python's json and each bad annotation is reported as a `Problem`, not fatal. A file
 msgspec refuses as a whole (NaN literals outside the annotations) is read with Python's
-json in one piece: slower and bigger, same result.
+json in one piece: slower and bigger, same result. So is a file that is not UTF-8
+(read as cp1252, as dataspec reads VLM JSONs); a UTF-8 byte order mark is skipped.
+
+Whatever the file holds, `load_coco` returns pages (each bad record reported as a
+`Problem`) or raises `CocoError`; a file nested more deeply than JSON readers go (about
+1000 levels) is a `CocoError`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from dataspec.normalize.boxes import MAX_COORD
 from dataspec.paths import IMAGE_EXTS, is_windows_path
 
 from .problems import Problem
@@ -76,6 +82,7 @@ _ANN_DECODER = msgspec.json.Decoder(list[_Ann])
 _IMAGES_DECODER = msgspec.json.Decoder(list[_Image])
 _TOP_DECODER = msgspec.json.Decoder(_Top)
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -210,6 +217,8 @@ class _Collector:
         self.file = file
         self.panel_ids = panel_ids
         self.index = index
+        self.listed = bool(index)
+        """The file lists images: an annotation naming another image is reported."""
         self.new_ids: list[int | str] = []
         self.pages: list[np.ndarray] = []
         self.boxes: list[np.ndarray] = []
@@ -217,11 +226,13 @@ class _Collector:
         self.count = 0
         self.problems: list[Problem] = []
 
-    def _page(self, image_id: int | str) -> int:
+    def _page(self, image_id: int | str, at: int) -> int:
         page = self.index.get(image_id)
         if page is None:
             page = self.index[image_id] = len(self.index)
             self.new_ids.append(image_id)
+            if self.listed:
+                self._bad(at, f"image_id {image_id!r} is not in `images`; a page of its own")
         return page
 
     def add_structs(self, anns: list[_Ann]) -> None:
@@ -230,7 +241,7 @@ class _Collector:
         flat: list[float] = []
         scores: list[float] = []
         for i, ann in enumerate(anns):
-            page = page_of(ann.image_id)  # an image with other detections only is a page too
+            page = page_of(ann.image_id, self.count + i)  # a page even with no panel
             if ann.category_id not in panel_ids:
                 continue
             box, score = ann.bbox, ann.score
@@ -253,7 +264,7 @@ class _Collector:
                 self._bad(self.count + i, checked)
                 continue
             image_id, cat, box, score = checked
-            page = self._page(image_id)
+            page = self._page(image_id, self.count + i)
             if cat not in self.panel_ids:
                 continue
             pages.append(page)
@@ -353,10 +364,15 @@ def _decode_slices(
 
 
 def _lenient(data: bytes) -> list[Any] | None:
-    """A slice parsed by Python's json (NaN allowed); None when it is not valid JSON."""
+    """A slice parsed by Python's json (NaN allowed); None when it is not valid JSON.
+
+    Not UTF-8 or nested too deeply: the exception goes on, to the whole-file reader.
+    """
     try:
         value = json.loads(data)
-    except (ValueError, RecursionError):
+    except (UnicodeDecodeError, RecursionError):
+        raise
+    except ValueError:
         return None
     return value if isinstance(value, list) else None
 
@@ -395,8 +411,12 @@ def _images_from(items: Any, file: str, problems: list[Problem]) -> list[_Image]
 
 
 def _extent(value: float | None) -> int:
+    """Pixels of a width/height: 0 when unknown, -1 when beyond any page (dataspec's
+    `MAX_COORD`)."""
     if value is None or not math.isfinite(value) or value < 1:
         return 0
+    if value > MAX_COORD:
+        return -1
     return math.floor(value + 0.5)
 
 
@@ -451,12 +471,14 @@ def _load_mapped(
             mapped.madvise(mmap.MADV_DONTNEED, released[0], upto - released[0])
             released[0] = upto
 
+    skip = len(_BOM) if bytes(whole[: len(_BOM)]) == _BOM else 0
+    whole = whole[skip:]
     first = bytes(whole[:1024]).lstrip()[:1]
     images: list[_Image] = []
     categories: Any = None
     try:
         if first == b"[":
-            ann_view, offset = whole, 0
+            ann_view, offset = whole, skip
         elif first == b"{":
             top = _TOP_DECODER.decode(whole)
             images = _read_images(top.images, file, problems)
@@ -470,7 +492,8 @@ def _load_mapped(
             raise CocoError("not a COCO dict or results list")
     except msgspec.ValidationError as exc:
         raise CocoError(f"not a COCO dict or results list ({exc})") from exc
-    except msgspec.DecodeError as exc:  # NaN literals, or not JSON at all
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # NaN literals, not UTF-8, nested too deeply, or not JSON at all
         return _load_lenient(whole, file, category_ids, category_names, exc)
 
     panel_ids = panel_category_ids(
@@ -478,13 +501,17 @@ def _load_mapped(
     )
     index, names, sizes = _index_images(images, file, problems)
     collector = _Collector(file, panel_ids, index)
-    _decode_slices(
-        ann_view,
-        chunk_bytes,
-        collector,
-        progress or (lambda _n: None),
-        lambda upto: release(upto, offset),
-    )
+    try:
+        _decode_slices(
+            ann_view,
+            chunk_bytes,
+            collector,
+            progress or (lambda _n: None),
+            lambda upto: release(upto, offset),
+        )
+    except (UnicodeDecodeError, RecursionError) as exc:  # not UTF-8, or nested too deeply
+        del ann_view
+        return _load_lenient(whole, file, category_ids, category_names, exc)
     del ann_view
     problems.extend(collector.problems)
     ids = list(index)
@@ -500,10 +527,28 @@ def _load_lenient(
     category_names: Sequence[str],
     error: Exception,
 ) -> CocoPages:
-    """The whole file through Python's json (accepts NaN); for files msgspec refuses."""
-    obj = _lenient_any(bytes(whole))
+    """The whole file through Python's json (NaN literals; cp1252 when not UTF-8); for
+    files msgspec refuses."""
+    data = bytes(whole)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise CocoError("nested too deeply to be read (more than about 1000 levels)") from None
+    except ValueError as exc:
+        if isinstance(error, RecursionError):
+            raise CocoError("nested too deeply to be read (more than about 1000 levels)") from None
+        raise CocoError(f"not valid JSON ({exc})") from None
+    if isinstance(obj, list):
+        obj = {"annotations": obj}
     if not isinstance(obj, dict):
-        raise CocoError(f"not valid JSON ({error})")
+        raise CocoError("not a COCO dict or results list")
     problems: list[Problem] = []
     images = _images_from(obj.get("images", []), file, problems)
     cats = obj.get("categories")
@@ -511,6 +556,8 @@ def _load_lenient(
         cats if isinstance(cats, list) else None, category_ids, category_names
     )
     anns = obj.get("annotations")
+    if "annotations" not in obj:
+        raise CocoError("no `annotations` key")
     if not isinstance(anns, list):
         raise CocoError("`annotations` is not a JSON array")
     index, names, sizes = _index_images(images, file, problems)
@@ -520,13 +567,6 @@ def _load_lenient(
     names.extend(None for _ in collector.new_ids)
     sizes.extend((0, 0) for _ in collector.new_ids)
     return _group(file, list(index), names, sizes, collector, panel_ids, problems)
-
-
-def _lenient_any(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _index_images(
@@ -541,7 +581,18 @@ def _index_images(
             continue
         index[image.id] = len(index)
         names.append(image.file_name)
-        sizes.append((_extent(image.width), _extent(image.height)))
+        width, height = _extent(image.width), _extent(image.height)
+        if width < 0 or height < 0:
+            problems.append(
+                Problem(
+                    file,
+                    f"images[{i}]",
+                    f"width {image.width!r} x height {image.height!r} is not a usable page "
+                    "size (taken as unknown)",
+                )
+            )
+            width = height = 0
+        sizes.append((width, height))
     return index, names, sizes
 
 

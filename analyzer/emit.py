@@ -19,11 +19,14 @@ A page with no pair at all is skipped (`zero_pairs`) unless `keep_unpaired` is s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import stat
 import unicodedata
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -31,6 +34,7 @@ import numpy as np
 
 from dataspec import Page, PageSize, Panel, PanelText, Source, reading_order
 from dataspec.errors import Note
+from dataspec.io import atomic_write_bytes
 from dataspec.normalize import PanelRecord
 from dataspec.normalize.boxes import BoxFrame, RawBox
 from dataspec.paths import image_stem, is_windows_path
@@ -39,12 +43,15 @@ __all__ = [
     "PAIR_MIN_IOU",
     "SKIP_REASONS",
     "Detection",
+    "UnsafeOutputError",
     "build_page",
     "collision_key",
     "detections",
     "inside",
     "output_name",
     "pair_panels",
+    "remove_stale_temps",
+    "write_if_changed",
 ]
 
 PAIR_MIN_IOU = 0.3
@@ -55,10 +62,14 @@ SKIP_REASONS = {
     "dataspec_limit": "--dataspec_limit files were already written",
     "output_collision": "an earlier page (in page order) has the same output file",
     "missing_image": "image not found under --image_roots (with --require_image_exists)",
+    "bad_image": "image found but not usable: unreadable, not an image, truncated, or more "
+    "pixels than any page (with --require_image_exists; the file and why are in the errors CSV)",
     "no_detections": "no panel detections at all for this image",
     "no_dets_after_threshold": "no usable panel detection at or above --dataspec_min_det_score",
     "equal_count_mismatch": "detections ≠ VLM panels (with --dataspec_require_equal_counts)",
     "zero_pairs": "no detection could be paired with a VLM panel without guessing",
+    "unsafe_output": "the output file would be written through a symlink in the out tree, or "
+    "over a FIFO, socket or device: nothing written (the path is in the errors CSV)",
     "exception:<Type>": "building or writing the page raised <Type> (message in the errors CSV)",
 }
 """Why a matched page was not written, checked in this order."""
@@ -172,14 +183,34 @@ def build_page(
 # --- naming --------------------------------------------------------------------------------
 
 _UNSAFE = re.compile(r'[<>:"|?*\x00-\x1f\\]')
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
+MAX_PART_BYTES = 200
+"""Longest file or folder name written (UTF-8 bytes); file systems allow 255."""
 TAIL_PARTS = 3
 """Folders + file kept from the image path when the VLM JSON is not under --vlm_dir."""
 
 
 def _safe_part(part: str) -> str:
-    """A path part that is legal on Windows and POSIX and cannot climb out of a folder."""
+    """A path part that is legal on Windows and POSIX and cannot climb out of a folder.
+
+    Characters Windows refuses become `_`, trailing dots and spaces go, a device name
+    (`CON`, `nul.json`, `COM1`…) gets a `_`, and a name longer than `MAX_PART_BYTES`
+    is cut, keeping its extension and a hash of the whole name (so cut names stay apart).
+    """
     cleaned = _UNSAFE.sub("_", part).rstrip(" .")
-    return cleaned if cleaned not in ("", ".", "..") else "_"
+    if cleaned in ("", ".", ".."):
+        return "_"
+    match = _RESERVED.match(cleaned)
+    if match:
+        cleaned = f"{match.group(1)}_{match.group(2) or ''}"
+    if len(cleaned.encode("utf-8")) > MAX_PART_BYTES:
+        stem, ext = os.path.splitext(cleaned)
+        ext = ext if len(ext.encode("utf-8")) <= 16 else ""
+        digest = hashlib.sha1(cleaned.encode("utf-8")).hexdigest()[:10]
+        room = MAX_PART_BYTES - len(ext.encode("utf-8")) - len(digest) - 1
+        cut = stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip(" .")
+        cleaned = f"{cut}_{digest}{ext}"
+    return cleaned
 
 
 def _parts(path: str) -> list[str]:
@@ -198,8 +229,9 @@ def output_name(naming: str, *, vlm_rel: str | None, image_path: str, image_id: 
 
     `preserve_tree`: the VLM JSON's path under --vlm_dir, else the last `TAIL_PARTS` parts
     of the image path with `.json`. `hash`: flat, `<series>_<stem>_<hash>.json` where the
-    hash is of the image id and path. Every part is made safe (no `..`, no drive, no
-    characters Windows refuses), so the file always lies inside the out dir.
+    hash is of the image id and path. Every part is made safe (`_safe_part`: no `..`, no
+    drive, no characters or device names Windows refuses, at most `MAX_PART_BYTES`), so
+    the name always lies inside the out dir; `inside` checks the file system on the way.
     """
     if naming == "hash":
         parts = _parts(image_path) or [str(image_id)]
@@ -207,7 +239,7 @@ def output_name(naming: str, *, vlm_rel: str | None, image_path: str, image_id: 
         stem = _with_json(parts[-1])[: -len(".json")]
         digest = hashlib.sha1(f"{image_id}\0{image_path}".encode()).hexdigest()[:10]
         name = "_".join(p for p in (series, stem, digest) if p)
-        return _safe_part(name) + ".json"
+        return _safe_part(name + ".json")
     if vlm_rel:
         parts = [_safe_part(p) for p in _parts(vlm_rel)]
         return "/".join(parts)
@@ -221,10 +253,87 @@ def collision_key(rel: str) -> str:
     return unicodedata.normalize("NFC", rel).casefold()
 
 
+class UnsafeOutputError(ValueError):
+    """An output path that would leave the out dir or write through a symlink."""
+
+
 def inside(out_dir: str, rel: str) -> str:
-    """The absolute output path; `ValueError` if it would leave the out dir."""
+    """The absolute output path of `rel` under `out_dir`, checked on the file system.
+
+    `UnsafeOutputError` when the path would leave the out dir, when a folder or the file
+    on the way already exists as a symlink (a write through it could land anywhere), or
+    when the file exists as a FIFO, socket or device. (A folder where the file should be
+    is left to the write, which fails.) Only what lies below the out dir is checked: the
+    out dir itself may be a symlink.
+    """
     base = os.path.abspath(out_dir)
     full = os.path.abspath(os.path.join(base, *rel.split("/")))
-    if os.path.commonpath([base, full]) != base:
-        raise ValueError(f"output {rel!r} leaves {base}")
+    if full == base or os.path.commonpath([base, full]) != base:
+        raise UnsafeOutputError(f"output {rel!r} leaves {base}")
+    parts = os.path.relpath(full, base).split(os.sep)
+    here = base
+    for i, part in enumerate(parts):
+        here = os.path.join(here, part)
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            break  # the rest is created by the write, as plain folders
+        except OSError as exc:
+            raise UnsafeOutputError(f"{here}: cannot check ({exc.strerror or exc})") from None
+        if stat.S_ISLNK(mode):
+            target = os.path.realpath(here)
+            raise UnsafeOutputError(f"{here} is a symlink (to {target}): not written through")
+        last = i == len(parts) - 1
+        if last and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block
+            raise UnsafeOutputError(f"{here} exists and is not a regular file")
+        if not last and not stat.S_ISDIR(mode):
+            raise UnsafeOutputError(f"{here} exists and is not a folder")
     return full
+
+
+def write_if_changed(path: str, data: bytes) -> bool:
+    """Write `data` atomically unless the file already holds exactly these bytes.
+
+    Returns True when written. A rerun after a crash thus leaves the files the crashed run
+    finished untouched (same bytes, same mtime) and writes the rest.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(data) + 1) == data:
+                return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+"""A temp file of `dataspec.io.atomic_open`: `.<target name>.<8 random chars>.tmp`."""
+
+
+def remove_stale_temps(paths: Iterable[str]) -> int:
+    """Remove the temp files a killed run left beside these output files; returns how many.
+
+    Only temp files named after one of `paths` are touched (`.<name>.<random>.tmp` in the
+    same folder), so runs writing other files into the same folders (other shards) are
+    never disturbed.
+    """
+    by_dir: dict[str, set[str]] = defaultdict(set)
+    for path in paths:
+        folder, name = os.path.split(os.path.abspath(path))
+        by_dir[folder].add(name)
+    removed = 0
+    for folder, names in sorted(by_dir.items()):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMP.match(entry.name)
+            if match is None or match["name"] not in names:
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed

@@ -25,6 +25,7 @@ from dataspec import DataSpecError, ImageResolver, discover, load
 from dataspec.io import atomic_write_bytes
 from dataspec.render import render_page
 
+from .images import image_problem
 from .score import SUBSETS, PageScore, subsets_of
 
 __all__ = ["build_report", "main", "read_csv"]
@@ -111,12 +112,13 @@ def _thumbnail(
             page = load(json_path)
             image = render_page(page, resolver=resolver, json_path=json_path, max_side=900)
         else:
-            if not image_path or not Path(image_path).is_file():
+            # not a file, a FIFO, not an image, cut short, a decompression bomb: no thumbnail
+            if not image_path or image_problem(image_path) is not None:
                 return None
             with Image.open(image_path) as im:
                 im.draft("RGB", (THUMB_WIDTH * 2, THUMB_WIDTH * 3))
                 image = im.convert("RGB")
-    except (DataSpecError, OSError):
+    except (DataSpecError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     image.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 2))
     buf = io.BytesIO()

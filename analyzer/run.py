@@ -24,21 +24,25 @@ import click
 import numpy as np
 import orjson
 
-from dataspec.errors import DataSpecError
+from dataspec.errors import DataSpecError, Note
 from dataspec.imagesize import image_size
-from dataspec.io import atomic_open, atomic_write_bytes, dump
+from dataspec.io import atomic_open, atomic_write_bytes, dumps
 from dataspec.keys import norm_path, page_key
 from dataspec.paths import ImageResolver
 
 from .coco import CocoError, CocoPages, load_coco
 from .emit import (
+    UnsafeOutputError,
     build_page,
     collision_key,
     detections,
     inside,
     output_name,
     pair_panels,
+    remove_stale_temps,
+    write_if_changed,
 )
+from .images import image_problem, regular_file_problem
 from .match import AMBIGUITY_COLUMNS, MatchResult, match_pages
 from .problems import PROBLEM_COLUMNS, Problem, echo_problems, shard_path, write_csv
 from .score import SUBSETS, score_page, subsets_of
@@ -199,17 +203,59 @@ def _init_worker(config: _WorkerConfig) -> None:
     _STATE["resolver"] = ImageResolver(list(config.image_roots) or None)
 
 
+_EMBEDDED = "read as that block (a reply wrapped in prose, or a file cut short?)"
+
+
 def _fmt(value: float) -> str:
     return repr(round(value, 4))
 
 
-def _resolve(resolver: ImageResolver, task: _Task) -> str:
+def _resolve(resolver: ImageResolver, task: _Task, problems: list[Problem]) -> str:
+    """The page's image found under the roots, '' when none.
+
+    A hit that is no regular file (a FIFO, a symlink loop), or the image of another page
+    (another series or page number than the predictions name: the resolver's guess from
+    the VLM JSON's name when the page's own image is missing), counts as none and is
+    reported: a page never gets another page's image. When none is found, something
+    unusable at the path the predictions name is reported too.
+    """
     if not (task.image_path or task.vlm_path):
         return ""
     try:
-        return str(resolver.resolve(task.image_path or None, task.vlm_path))
+        found: str | None = str(resolver.resolve(task.image_path or None, task.vlm_path))
     except DataSpecError:
-        return ""
+        found = None
+    if found is not None:
+        why = regular_file_problem(found)
+        if why is None and task.image_path:
+            want, got = page_key(task.image_path), page_key(found)
+            if want.series and got.series and want.series_page != got.series_page:
+                why = f"the image of another page ({got.series_page}, not {want.series_page})"
+        if why is None:
+            return found
+        problems.append(
+            Problem(found, "", f"found for {task.image_path or task.vlm_path} but {why}: not used")
+        )
+    unusable = _unusable_entry(resolver, task.image_path)
+    if unusable is not None:
+        problems.append(Problem(unusable[0], "", f"{unusable[1]}: not used as an image"))
+    return ""
+
+
+def _unusable_entry(resolver: ImageResolver, image_path: str) -> tuple[str, str] | None:
+    """Something at the path the predictions name (its last 3 or 2 parts under a root)
+    that is no usable file (a FIFO, a symlink loop), and why; None when nothing is there."""
+    parts = [p for p in image_path.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    for root in resolver.roots:
+        for depth in (3, 2):
+            if len(parts) < depth:
+                continue
+            candidate = os.path.join(root, *parts[-depth:])
+            if os.path.lexists(candidate):
+                why = regular_file_problem(candidate)
+                if why is not None:
+                    return candidate, why
+    return None
 
 
 def _process_chunk(chunk: _Chunk) -> list[_Result]:
@@ -235,16 +281,25 @@ def _process_page(
     emit: bool,
 ) -> _Result:
     problems: list[Problem] = []
-    resolved = _resolve(resolver, task)
+    resolved = _resolve(resolver, task, problems)
     rcnn = int(np.count_nonzero(scores >= config.min_det_score))
     size = (task.width, task.height) if task.width and task.height else None
     records = None
     tier = task.tier
     if task.vlm_path:
+        notes: list[Note] = []
         try:
             records = read_vlm(
-                task.vlm_path, page_size=size, caption_as_narration=config.caption_as_narration
+                task.vlm_path,
+                page_size=size,
+                caption_as_narration=config.caption_as_narration,
+                notes=notes,
             )
+            problems += [
+                Problem(task.vlm_path, n.where, f"{n.message}: {_EMBEDDED}")
+                for n in notes
+                if n.code == "embedded_json"
+            ]
         except DataSpecError as exc:
             problems.append(Problem(exc.file or task.vlm_path, exc.where or "", exc.reason))
             tier = "vlm_unreadable"
@@ -336,10 +391,15 @@ def _emit(
         return task.pre_skip, None, -1
     if opts.require_image and not resolved:
         return "missing_image", None, -1
+    bad_image = image_problem(resolved) if resolved else None
+    if bad_image is not None:
+        problems.append(Problem(resolved, "", bad_image))
+        if opts.require_image:
+            return "bad_image", None, -1
     if len(scores) == 0:
         return "no_detections", None, 0
     try:
-        if size is None and resolved:
+        if size is None and resolved and bad_image is None:
             size = image_size(resolved)
         dets = detections(boxes, scores, opts.min_det_score, size)
         if not dets:
@@ -361,8 +421,14 @@ def _emit(
             vlm_json_path=task.vlm_path or "",
             match_tier=task.tier,
         )
-        path = inside(opts.out_dir, task.target)
-        dump(page, path)
+        data = dumps(page)
+        try:
+            path = inside(opts.out_dir, task.target)
+        except UnsafeOutputError as exc:
+            where = os.path.join(os.path.abspath(opts.out_dir), *task.target.split("/"))
+            problems.append(Problem(where, "", str(exc)))
+            return "unsafe_output", None, len(dets)
+        write_if_changed(path, data)
     except Exception as exc:  # any failure of one page is logged, never fatal
         problems.append(
             Problem(task.vlm_path or task.image_path, "", f"{type(exc).__name__}: {exc}")
@@ -649,7 +715,7 @@ def _match(
         if not os.path.isdir(opts.vlm_dir):
             raise RunError(f"{opts.vlm_dir}: --vlm_dir is not a directory")
         echo(f"indexing VLM JSONs under {opts.vlm_dir} …")
-        vlm_files = scan_vlm_dir(opts.vlm_dir)
+        vlm_files = scan_vlm_dir(opts.vlm_dir, problems=problems)
     entries: list[MapEntry] = []
     if opts.vlm_map is not None:
         try:
@@ -702,6 +768,7 @@ def run(opts: Options, echo: Callable[[str], None] = click.echo) -> Summary:
     lo, hi = _slice(len(order), opts.shard)
     pages = order[lo:hi][: opts.limit] if opts.limit is not None else order[lo:hi]
     first_shard = opts.shard is None or opts.shard[0] == 0
+    _remove_stale_temps(opts, [names[p] for p in pages if p in names])
     if not first_shard:
         problems = []  # problems of the shared input are reported by the first shard
 
@@ -762,6 +829,42 @@ def run(opts: Options, echo: Callable[[str], None] = click.echo) -> Summary:
     summary.outcomes = Counter(o.outcome for o in outcomes.values())
     echo_problems(problems)
     return summary
+
+
+def _side_outputs(opts: Options) -> list[str]:
+    """Every file of a run besides the DataSpec pages (shard names when sharded)."""
+    paths = [
+        opts.output_csv,
+        opts.ambiguities_out or side_path(opts.output_csv, "ambiguities.csv"),
+        opts.errors_out or side_path(opts.output_csv, "errors.csv"),
+    ]
+    for name in opts.json_lists:
+        paths += list_paths(opts, name)
+    if opts.emit is not None:
+        paths += [p for p in (opts.emit.list_out, opts.emit.skips_out) if p]
+    if opts.emit_vlm_map:
+        paths.append(opts.emit_vlm_map)
+    return [shard_path(p, opts.shard) for p in paths]
+
+
+def _remove_stale_temps(opts: Options, targets: list[str]) -> None:
+    """Remove the temp files a killed run of this command left beside its outputs.
+
+    Page files count only in folders of the out tree that are safe to write to (no
+    symlink on the way): nothing outside the out dir is ever removed.
+    """
+    paths = _side_outputs(opts)
+    if opts.emit is not None:
+        folders: dict[str, list[str]] = {}
+        for rel in targets:
+            folders.setdefault(rel.rpartition("/")[0], []).append(rel)
+        for rels in folders.values():
+            try:
+                inside(opts.emit.out_dir, rels[0])
+            except UnsafeOutputError:
+                continue
+            paths += [os.path.join(opts.emit.out_dir, *rel.split("/")) for rel in rels]
+    remove_stale_temps(paths)
 
 
 def _emit_limited(

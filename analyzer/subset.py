@@ -8,6 +8,10 @@ exact page key of a listed path (`dataspec.keys`). Each selected JSON must pass
 dataspec's strict load; with --strict_paths its image must also resolve under
 --image_root. Rejected JSONs and listed pages without a JSON are reported in
 `<output_dir>/calibre_perfect_match_rejects.csv`.
+
+Nothing is written outside --output_dir: copies mirror the tree below --json_dir (or,
+for a list of JSONs, below the folder they share), and a copy that would go through a
+symlink in the output tree is not made (a rejects row says why).
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import click
 import msgspec
 
 from dataspec import DataSpecError, ImageResolver, discover, load, windows_to_local
-from dataspec.io import atomic_open, atomic_write_bytes, read_bytes
+from dataspec.io import atomic_open, read_bytes
 from dataspec.keys import norm_path, page_key
 
 from .cli import flag, invoke
+from .emit import UnsafeOutputError, inside, write_if_changed
 from .problems import write_csv
 
 __all__ = ["LIST_NAME", "REJECTS_NAME", "SubsetResult", "main", "select", "subset"]
@@ -106,7 +111,9 @@ def select(
     if exclude is not None:
         files = [f for f in files if not _under(str(f), exclude)]
     result.scanned = len(files)
-    resolver = ImageResolver(image_root) if image_root else None
+    # --strict_paths: an image outside the root (absolute elsewhere, `..`, a symlink out)
+    # is refused by the resolver itself
+    resolver = ImageResolver(image_root, confine=strict_paths) if image_root else None
     bar: Any = (
         click.progressbar(files, label="scanning DataSpec JSONs", file=sys.stderr)
         if progress and files
@@ -157,17 +164,24 @@ def _check(
     if resolver is None or image_root is None:
         return "no --image_root to check the image against"
     try:
-        found = resolver.resolve(image, path)
-    except DataSpecError:
+        resolver.resolve(image, path)
+    except DataSpecError as exc:
+        if "outside the image roots" in exc.reason:
+            return f"image outside --image_root {image_root}: {exc.reason}"
         return f"image not found under {image_root}: {image}"
-    if not _under(str(found), image_root):
-        return f"image {found} is not under {image_root}"
     return None
 
 
-def _copy_target(path: Path, json_dir: str, output_dir: str) -> str:
-    rel = os.path.relpath(path, json_dir)
-    return os.path.join(output_dir, rel)
+def _copy_targets(selected: Sequence[Path], json_dir: str) -> list[str]:
+    """Where the copies go (relative to --output_dir, POSIX form): the tree below
+    `json_dir`, or for a list of JSONs the tree below the folder they all share."""
+    if not selected:
+        return []
+    if os.path.isdir(json_dir):
+        base = os.path.abspath(json_dir)
+    else:
+        base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in selected])
+    return [Path(os.path.relpath(os.path.abspath(p), base)).as_posix() for p in selected]
 
 
 @click.command(
@@ -221,16 +235,33 @@ def subset(
     )
     for path, why in result.rejected[:5]:
         click.echo(f"rejected {path}: {why}", err=True)
-    targets = (
-        [_copy_target(p, json_dir, output_dir) for p in result.selected]
-        if create_filtered_data and os.path.isdir(json_dir)
-        else [str(p) for p in result.selected]
-    )
+    rejected = list(result.rejected)
+    if create_filtered_data:
+        sources: list[Path] = []
+        targets: list[str] = []
+        for src, rel in zip(result.selected, _copy_targets(result.selected, json_dir), strict=True):
+            try:
+                targets.append(inside(output_dir, rel))
+                sources.append(src)
+            except UnsafeOutputError as exc:  # never written outside --output_dir
+                rejected.append((str(src), f"not copied: {exc}"))
+        if not dry_run:
+            copied = []
+            for src, dst in zip(sources, targets, strict=True):
+                try:
+                    write_if_changed(dst, read_bytes(src))
+                    copied.append(dst)
+                except (DataSpecError, OSError) as exc:  # one file, not the run
+                    rejected.append((str(src), f"not copied: {exc}"))
+            targets = copied
+    else:
+        targets = [str(p) for p in result.selected]
     listed = [os.path.abspath(t) for t in targets]
-    rejects = [*result.rejected, *((e, "no DataSpec JSON for this page") for e in result.unmatched)]
+    rejects = [*rejected, *((e, "no DataSpec JSON for this page") for e in result.unmatched)]
     verb = "would " if dry_run else ""
     if create_filtered_data:
-        click.echo(f"{verb}copy {len(result.selected)} JSONs into {os.path.abspath(output_dir)}")
+        verb_copy = "would copy" if dry_run else "copied"
+        click.echo(f"{verb_copy} {len(targets)} JSONs into {os.path.abspath(output_dir)}")
     if write_list:
         click.echo(
             f"{verb}write {os.path.join(os.path.abspath(output_dir), LIST_NAME)} "
@@ -244,9 +275,6 @@ def subset(
         for path in listed[:5]:
             click.echo(f"  e.g. {path}")
         return
-    if create_filtered_data:
-        for src, dst in zip(result.selected, targets, strict=True):
-            atomic_write_bytes(dst, read_bytes(src))
     if write_list:
         with atomic_open(os.path.join(output_dir, LIST_NAME), "w", newline="\n") as fh:
             for path in listed:

@@ -7,6 +7,7 @@ The index holds paths and keys only; a VLM document is read when its page is pro
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from dataspec.paths import IMAGE_EXTS, windows_to_local
 from .problems import Problem
 
 __all__ = [
+    "VLM_MAX_BYTES",
     "MapEntry",
     "VlmFile",
     "VlmStats",
@@ -33,6 +35,11 @@ __all__ = [
     "scan_vlm_dir",
     "vlm_stats",
 ]
+
+
+VLM_MAX_BYTES = 64 * 1024 * 1024
+"""Largest VLM JSON read (64 MiB); one page's analysis is a few KiB, so a bigger file is
+reported as a problem, never loaded into memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +52,46 @@ class VlmFile:
 
 
 def scan_vlm_dir(
-    root: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+    root: str | os.PathLike[str],
+    progress: Callable[[int], None] | None = None,
+    problems: list[Problem] | None = None,
 ) -> list[VlmFile]:
     """Every `*.json` under `root` (recursive, sorted by relative path).
 
-    Keys are taken from the path relative to `root`. `progress` gets a count per folder.
+    Keys are taken from the path relative to `root`. Symlinked folders are followed, but
+    a folder already indexed (a symlink loop, or two links to one folder) is indexed once,
+    under the first path met in sorted order. A folder that cannot be read is skipped and
+    added to `problems`. `progress` gets a count per folder.
     """
     base = os.path.abspath(os.fspath(root))
     found: list[tuple[str, str]] = []
+    seen: set[tuple[int, int]] = set()
     stack = [""]
     while stack:
         rel_dir = stack.pop()
         here = os.path.join(base, rel_dir) if rel_dir else base
         try:
-            entries = list(os.scandir(here))
-        except OSError:
+            st = os.stat(here)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError as exc:
+            if problems is not None:
+                why = f"folder not read: {exc.strerror or exc}; its VLM JSONs are not indexed"
+                problems.append(Problem(here, "", why))
             continue
+        subdirs: list[str] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             try:
                 if entry.is_dir():
-                    stack.append(rel)
+                    subdirs.append(rel)
                 elif entry.name.lower().endswith(".json") and entry.is_file():
                     found.append((rel, entry.path))
             except OSError:
                 continue
+        stack.extend(reversed(subdirs))  # depth first, in name order
         if progress is not None:
             progress(len(entries))
     found.sort()
@@ -215,20 +237,44 @@ def read_vlm(
     *,
     page_size: tuple[int, int] | None = None,
     caption_as_narration: bool = False,
+    notes: list[Note] | None = None,
 ) -> list[PanelRecord]:
-    """The panels of one VLM JSON (dataspec's text rules); `DataSpecError` when unreadable."""
-    notes: list[Note] = []
+    """The panels of one VLM JSON (dataspec's text rules); `notes` (if given) gets what
+    reading had to repair (a BOM, cp1252, NaN literals, JSON taken from surrounding text).
+
+    Raises `DataSpecError` naming the file for anything that cannot be read as one: not a
+    regular file, larger than `VLM_MAX_BYTES`, unreadable, not JSON, nested too deeply,
+    numbers beyond any range, no panel list.
+    """
+    notes = notes if notes is not None else []
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DataSpecError(f"cannot read: {exc.strerror or exc}", file=path) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataSpecError("not a regular file", file=path)
+    if st.st_size > VLM_MAX_BYTES:
+        raise DataSpecError(
+            f"{st.st_size} bytes: larger than the {VLM_MAX_BYTES >> 20} MiB a page's VLM JSON "
+            "may have (not read)",
+            file=path,
+        )
     try:
         obj: Any = decode_bytes(read_bytes(path), notes)
-        records, _ = read_panels(
+        records, more = read_panels(
             obj, page_size=page_size, caption_as_narration=caption_as_narration
         )
+        notes += more
     except DataSpecError as exc:
         if exc.file is None:
             raise DataSpecError(exc.reason, file=path, where=exc.where) from None
         raise
-    except (RecursionError, orjson.JSONDecodeError, ValueError, TypeError) as exc:
-        raise DataSpecError(f"unreadable VLM JSON ({exc})", file=path) from None
+    except RecursionError:
+        raise DataSpecError("unreadable VLM JSON (nested too deeply)", file=path) from None
+    except (orjson.JSONDecodeError, ValueError, TypeError, ArithmeticError) as exc:
+        raise DataSpecError(
+            f"unreadable VLM JSON ({type(exc).__name__}: {exc})", file=path
+        ) from None
     return records
 
 
