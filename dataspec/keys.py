@@ -31,7 +31,15 @@ from dataclasses import dataclass
 
 from dataspec.paths import image_stem, is_windows_path
 
-__all__ = ["CONTAINERS", "PageKey", "norm_path", "norm_series", "page_key", "page_number"]
+__all__ = [
+    "CONTAINERS",
+    "PageKey",
+    "is_container",
+    "norm_path",
+    "norm_series",
+    "page_key",
+    "page_number",
+]
 
 CONTAINERS = frozenset(
     {
@@ -88,7 +96,8 @@ def norm_path(path: str) -> str:
     return path.replace("\\", "/").casefold()
 
 
-def _is_container(name: str) -> bool:
+def is_container(name: str) -> bool:
+    """True for a generic folder that holds pages but names no series (`JPG4CBZ`, `pages`)."""
     return _alnum(name) in CONTAINERS
 
 
@@ -143,12 +152,12 @@ def page_key(path: str) -> PageKey:
     stem = image_stem(parts[-1])
     containers: list[str] = []
     match = _PREFIX.match(stem)
-    if match and _is_container(match.group(1)):
+    if match and is_container(match.group(1)):
         containers.append(match.group(1).lower())
         stem = match.group(2)
     folders = parts[:-1]
     i = len(folders) - 1
-    while i >= 0 and _is_container(folders[i]):
+    while i >= 0 and is_container(folders[i]):
         containers.insert(0, folders[i].lower())
         i -= 1
     series = folders[i] if i >= 0 else ""

@@ -277,7 +277,8 @@ class ImageResolver:
         assert self._index is not None
         # (folders + stem, how many trailing parts must match): every folder the image path
         # names must agree (up to three parts); a JSON's own folders may be arbitrary
-        # (batch folders), so its keys need only the parent folder and the stem.
+        # (batch folders), so its keys need the parent folder and the stem, and one more
+        # when that folder is a generic container (`JPG4CBZ`) that names no series.
         chains: list[tuple[list[str], int]] = []
         if image_path:
             parts = PurePosixPath(image_path.replace("\\", "/")).parts
@@ -285,12 +286,15 @@ class ImageResolver:
                 chain = [p for p in (*parts[:-1], image_stem(parts[-1])) if p not in ("/", "")]
                 chains.append((chain, min(3, len(chain))))
         if json_path is not None:
+            from .keys import is_container
+
             jp = Path(json_path)
             stem = image_stem(jp.name)
-            chains.append(([jp.parent.parent.name, jp.parent.name, stem], 2))
-            if "_" in stem:
+            parent = jp.parent.name
+            chains.append(([jp.parent.parent.name, parent, stem], 3 if is_container(parent) else 2))
+            if "_" in stem:  # <Series>/JPG4CBZ_0001.json: the series must agree too
                 head, rest = stem.split("_", 1)
-                chains.append(([jp.parent.name, head, rest], 2))
+                chains.append(([parent, head, rest], 3 if is_container(head) else 2))
         for depth in (3, 2, 1):
             for chain, needed in chains:
                 if depth < needed or len(chain) < depth:

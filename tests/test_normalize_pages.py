@@ -256,3 +256,26 @@ def test_deep_nesting_is_a_dataspec_error_not_a_crash(tmp_path: Path) -> None:
 
     records, _ = read_panels(json.loads('{"panels": [{"text": ' + nested + "}]}"))
     assert records[0].text.is_empty()  # nested lists of nothing: no text, no crash
+
+
+def test_integers_beyond_float_range_drop_their_box() -> None:
+    page, notes = dataspec.normalize({"image": "a.jpg", "panels": [{"bbox": [10**400, 0, 1, 1]}, PANEL]})
+    assert page.boxes() == [(10, 20, 300, 400)] and "nan_box" in codes(notes)
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [
+        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}], "meta": [', False),  # cut short
+        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}\nHope this helps!', True),  # prose after
+        (b'Sure! {"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}', True),  # prose before
+    ],
+)
+def test_embedded_json_is_taken_only_from_prose(tmp_path: Path, raw: bytes, ok: bool) -> None:
+    file = tmp_path / "reply.json"
+    file.write_bytes(raw)
+    if ok:
+        assert dataspec.load(file, lenient=True).boxes() == [(1, 2, 3, 4)]
+    else:
+        with pytest.raises(dataspec.DataSpecError, match="not valid JSON"):
+            dataspec.load(file, lenient=True)

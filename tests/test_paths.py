@@ -450,3 +450,16 @@ def test_degenerate_paths_and_special_files_are_not_found(tmp_path: Path) -> Non
     assert image_size(root / "S" / "0002.jpg") is None  # returns at once, never blocks
     with pytest.raises(DataSpecError, match="not a regular file"):
         dataspec_load(root / "S" / "0002.jpg")
+
+
+def test_index_never_gives_a_page_another_series_image(tmp_path: Path) -> None:
+    # regression: a JSON-derived key of only (JPG4CBZ, 0020) matched another series' page
+    root = tmp_path / "root"
+    other = write_image(root / "She Hulk 2014 01" / "JPG4CBZ" / "0020.jpg")
+    resolver = ImageResolver(root)
+    with pytest.raises(DataSpecError, match="image not found"):
+        resolver.resolve(None, tmp_path / "pages" / "Paper Girls #3" / "JPG4CBZ_0020.json")
+    with pytest.raises(DataSpecError, match="image not found"):
+        resolver.resolve(None, tmp_path / "pages" / "Paper Girls #3" / "JPG4CBZ" / "0020.json")
+    # its own series still resolves, through the index too (image moved under a batch folder)
+    assert resolver.resolve(None, tmp_path / "p" / "She Hulk 2014 01" / "JPG4CBZ_0020.json") == other

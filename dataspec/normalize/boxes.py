@@ -81,7 +81,10 @@ def as_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range: infinite, dropped as such
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         text = value.strip().removesuffix("px").strip()
         try:

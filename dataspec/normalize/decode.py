@@ -51,7 +51,11 @@ def parse_text(text: str, notes: list[Note], *, first_error: str | None = None) 
             return value
     for open_ch, close_ch in (("{", "}"), ("[", "]")):
         start, end = stripped.find(open_ch), stripped.rfind(close_ch)
-        if 0 <= start < end and (start > 0 or end < len(stripped) - 1):
+        before, after = stripped[:start], stripped[end + 1 :]
+        # only prose around the block: JSON syntax beside it means the document was cut
+        # short (or is something else) and the block is only a piece of it
+        prose = not any(c in before for c in "{}[]") and not any(c in after for c in '{}[]"')
+        if 0 <= start < end and (before or after) and prose:
             value = _loads(stripped[start : end + 1], notes)
             if value is not _FAIL:
                 notes.append(Note("embedded_json", "JSON taken from surrounding prose"))
