@@ -5,7 +5,7 @@ would be a bug, or a case no rule foresaw). And the hashed tokenizer on arbitrar
 
 Examples per property: `DATASPEC_FUZZ_EXAMPLES` (default 1500, sized for CI: the
 module runs in about 20 s on two cores). A long run:
-    DATASPEC_FUZZ_EXAMPLES=50000 python -m pytest tests/training/test_hardening_fuzz.py
+    DATASPEC_FUZZ_EXAMPLES=50000 python -m pytest tests/training/test_training_hardening_fuzz.py
 Any failure found becomes an explicit regression test at the bottom of this module.
 """
 

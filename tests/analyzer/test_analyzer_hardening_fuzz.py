@@ -4,7 +4,7 @@ detections gives a page that passes dataspec's strict load. Never another except
 
 Examples per property: `DATASPEC_FUZZ_EXAMPLES` (default 1000: 3000 examples, about 15 s
 for the module in CI, the same examples every run). A long run explores afresh each time:
-    DATASPEC_FUZZ_EXAMPLES=50000 python -m pytest tests/analyzer/test_hardening_fuzz.py
+    DATASPEC_FUZZ_EXAMPLES=50000 python -m pytest tests/analyzer/test_analyzer_hardening_fuzz.py
 
 Inputs that once crashed a reader are kept as explicit regression tests at the end.
 """
