@@ -128,10 +128,16 @@ def setup_logging(main_process: bool = True) -> None:
 
 
 def open_checkpoint(
-    args: argparse.Namespace,
+    parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> tuple[Any, Any, dict[str, Any], list[Path], Any] | None:
     """(model, config, checkpoint, pages, device) for `--checkpoint`, `--device` and the
-    page source flags; None after printing the error (the command then exits 1)."""
+    page source flags; None after printing the error (the command then exits 1).
+
+    Bad `--batch_size` / `--num_workers` are usage errors (exit 2) via `parser`.
+    """
+    if args.batch_size < 1 or args.num_workers < 0:
+        parser.error("--batch_size must be >= 1 and --num_workers >= 0")
+    setup_logging()
     from .checkpoint import load_model
     from .distributed import resolve_device
 

@@ -22,7 +22,7 @@ import torch
 
 from dataspec.io import atomic_open, atomic_write_bytes
 
-from .cli import add_source_args, flag, open_checkpoint, output_bytes, setup_logging
+from .cli import add_source_args, flag, open_checkpoint, output_bytes
 from .data import Collate, PageDataset, PagePairBatchSampler
 
 INDEX_COLUMNS = (
@@ -61,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: embed every usable page and panel."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.num_workers < 0:
-        parser.error("--batch_size must be >= 1 and --num_workers >= 0")
-    setup_logging()
-    opened = open_checkpoint(args)
+    opened = open_checkpoint(parser, args)
     if opened is None:
         return 1
     model, config, _, paths, device = opened

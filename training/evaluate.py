@@ -34,7 +34,7 @@ import torch
 import dataspec
 from dataspec.io import atomic_write_bytes
 
-from .cli import add_source_args, flag, json_text, open_checkpoint, setup_logging
+from .cli import add_source_args, flag, json_text, open_checkpoint
 from .data import Batch, Collate, PageDataset, PagePairBatchSampler
 from .losses import LossWeights, closure_losses
 from .model import ClosureLite, sample_mpm_mask
@@ -218,10 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: evaluate a checkpoint, write the report, print the headline numbers."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.num_workers < 0:
-        parser.error("--batch_size must be >= 1 and --num_workers >= 0")
-    setup_logging()
-    opened = open_checkpoint(args)
+    opened = open_checkpoint(parser, args)
     if opened is None:
         return 1
     model, config, state, paths, device = opened
