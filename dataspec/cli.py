@@ -94,6 +94,7 @@ def validate(
     resolver = ImageResolver(image_root) if image_root else None
     rows: list[dict[str, Any]] = []
     codes: Counter[str] = Counter()
+    emptied = 0
     for path in progress(files, "validating"):
         row: dict[str, Any] = {"path": str(path), "valid": True, "error": "", "notes": ""}
         try:
@@ -111,6 +112,11 @@ def validate(
             if show_notes:
                 for note in notes:
                     click.echo(f"{path}: {note}", err=True)
+            dropped = next((n for n in notes if n.code == ALL_PANELS_DROPPED), None)
+            if dropped is not None:
+                emptied += 1
+                row["error"] = f"{path}: {dropped.message}"
+                click.echo(f"EMPTY {row['error']}", err=True)
         except DataSpecError as exc:
             row.update(valid=False, error=str(exc))
             click.echo(f"INVALID {exc}", err=True)
@@ -118,10 +124,13 @@ def validate(
     if report:
         _write_report(report, rows)
     invalid = sum(not r["valid"] for r in rows)
-    click.echo(f"{len(rows)} files: {len(rows) - invalid} valid, {invalid} invalid")
+    counts = f"{len(rows) - invalid - emptied} valid, {invalid} invalid"
+    if emptied:
+        counts += f", {emptied} with every panel dropped (exit 1)"
+    click.echo(f"{len(rows)} files: {counts}")
     if codes:
         click.echo("notes: " + ", ".join(f"{c}={n}" for c, n in sorted(codes.items())))
-    if invalid:
+    if invalid or emptied:
         sys.exit(1)
 
 
@@ -164,6 +173,20 @@ def _mirror(files: Sequence[Path], inputs: Sequence[str]) -> list[Path]:
     return [f.resolve().relative_to(common) for f in files]
 
 
+def _page_size_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    parts = value.lower().replace(",", "x").split("x")
+    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT (e.g. 1988x3057)")
+
+
+ALL_PANELS_DROPPED = "all_panels_dropped"
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False), help="Output root.")
@@ -172,6 +195,12 @@ def _mirror(files: Sequence[Path], inputs: Sequence[str]) -> list[Path]:
     "--caption-as-narration", is_flag=True, help="Seed behaviour: VLM caption → narration."
 )
 @click.option("--box-format", help="Force the layout of 4-number boxes (xywh, xyxy, cxcywh, …).")
+@click.option(
+    "--page-size",
+    callback=_page_size_option,
+    help="WIDTHxHEIGHT for files that give no size (box_2d and 0–1 boxes need one) and "
+    "whose image is not found.",
+)
 @click.option("--skip-log", type=click.Path(dir_okay=False), help="CSV of skipped files.")
 @click.option("--notes", "show_notes", is_flag=True, help="Print each coercion.")
 def normalize(
@@ -180,10 +209,15 @@ def normalize(
     image_root: str | None,
     caption_as_narration: bool,
     box_format: str | None,
+    page_size: tuple[int, int] | None,
     skip_log: str | None,
     show_notes: bool,
 ) -> None:
-    """Write canonical v0.3 files for any page variants, mirroring the input tree."""
+    """Write canonical v0.3 files for any page variants, mirroring the input tree.
+
+    Files whose every panel had to be dropped (e.g. `box_2d` with no page size) are
+    written with no panels and counted in the summary; `validate --lenient` fails them.
+    """
     files = _expand(paths, image_root)
     rels = _mirror(files, paths)
     resolver = ImageResolver(image_root) if image_root else None
@@ -198,6 +232,7 @@ def normalize(
                 resolver=resolver,
                 caption_as_narration=caption_as_narration,
                 box_format=box_format,
+                page_size=page_size,
             )
             dump(page, output_path(out_root, rel))
             written += 1
@@ -216,6 +251,14 @@ def normalize(
     click.echo(f"{len(files)} files: {written} written to {out_root}, {len(skips)} skipped ({log})")
     if codes:
         click.echo("notes: " + ", ".join(f"{c}={n}" for c, n in sorted(codes.items())))
+    if codes[ALL_PANELS_DROPPED]:
+        click.echo(
+            f"{codes[ALL_PANELS_DROPPED]} files had every panel dropped (written with none; "
+            "--notes says why: box_2d and 0-1 boxes need --page-size or --image-root)",
+            err=True,
+        )
+    if files and not written:
+        sys.exit(1)  # nothing useful came out: every file is in the skip log
 
 
 @main.command()

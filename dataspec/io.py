@@ -74,7 +74,14 @@ def _check_json_safe(page: Page, file: PathLike | None) -> None:
         page.__pydantic_extra__
         or (page.source is not None and page.source.__pydantic_extra__)
         or (page.page_size is not None and page.page_size.__pydantic_extra__)
-        or any(p.__pydantic_extra__ or p.text.__pydantic_extra__ for p in page.panels)
+        or any(
+            p.__pydantic_extra__
+            or p.text.__pydantic_extra__
+            or p.text_items
+            or p.characters
+            or p.faces
+            for p in page.panels
+        )
     ):
         return
     for where, model in extra_holders(page):
@@ -160,7 +167,7 @@ def load_with_notes(
         obj = decode_bytes(read_bytes(path), notes)
     except DataSpecError as exc:
         if exc.file is None:
-            raise DataSpecError(exc.reason, file=path, where=exc.where) from None
+            raise exc.renamed(path) from None
         raise
     page, more = normalize(
         obj,

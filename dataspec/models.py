@@ -8,6 +8,7 @@ and listed in `CROSS_FIELD_RULES`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,12 +24,16 @@ from pydantic import (
 
 __all__ = [
     "CROSS_FIELD_RULES",
+    "TEXT_KINDS",
     "Box",
+    "Character",
+    "Face",
     "Page",
     "PageSize",
     "Panel",
     "PanelText",
     "Source",
+    "TextItem",
     "unknown_keys",
 ]
 
@@ -106,6 +111,47 @@ class PanelText(BaseModel):
         return not (self.dialogue or self.narration or self.sfx)
 
 
+TEXT_KINDS = ("dialogue", "narration", "sfx")
+"""The three text buckets, in the order `PanelText.lines` gives them."""
+
+TextKind = Literal["dialogue", "narration", "sfx"]
+Name = Annotated[str, Strict(), StringConstraints(min_length=1)]
+
+
+class TextItem(BaseModel):
+    """One lettered line with what the source said about it (spec: "panels[].text_items[]").
+
+    Optional detail beside the buckets: a reader that knows only `text` loses nothing it
+    knew how to use. `kind` is the bucket the line is in; `label` the source's own word.
+    """
+
+    model_config = _CONFIG
+
+    text: TextLine
+    kind: TextKind
+    label: Name | None = _optional(description="The source's label (thought, caption, shout…).")
+    speaker: Name | None = _optional(description="Who says it, as the source names them.")
+    box: Box | None = _optional(description="Where the line is lettered, [x, y, w, h] pixels.")
+
+
+class Character(BaseModel):
+    """A named character seen in a panel (spec: "panels[].characters[]")."""
+
+    model_config = _CONFIG
+
+    name: Name | None = _optional()
+    box: Box | None = _optional(description="[x, y, w, h] pixels.")
+
+
+class Face(BaseModel):
+    """A face seen in a panel, and whose it is (spec: "panels[].faces[]")."""
+
+    model_config = _CONFIG
+
+    character: Name | None = _optional()
+    box: Box | None = _optional(description="[x, y, w, h] pixels.")
+
+
 class Panel(BaseModel):
     """One panel (spec: "panels[]"): its box, its lettered text, optional extras."""
 
@@ -120,6 +166,30 @@ class Panel(BaseModel):
     description: Annotated[str, Strict()] | None = _optional(
         description="A VLM's description of the picture; not lettered text."
     )
+    text_items: list[TextItem] | None = _optional(
+        description="Each lettered line with its kind, label, speaker and box; when present, "
+        "text.<kind> is exactly the texts of the items of that kind, in order."
+    )
+    characters: list[Character] | None = _optional(
+        description="Named characters in this panel, with boxes when known."
+    )
+    faces: list[Face] | None = _optional(description="Faces in this panel, with whose they are.")
+
+    def extra_boxes(self) -> list[tuple[str, Box]]:
+        """(JSON path below the panel, box) of every box besides `panel_coords`."""
+        out: list[tuple[str, Box]] = [
+            (f"character_coords[{i}]", b) for i, b in enumerate(self.character_coords or ())
+        ]
+        groups: tuple[tuple[str, Sequence[TextItem | Character | Face] | None], ...] = (
+            ("text_items", self.text_items),
+            ("characters", self.characters),
+            ("faces", self.faces),
+        )
+        for name, items in groups:
+            for i, item in enumerate(items or ()):
+                if item.box is not None:
+                    out.append((f"{name}[{i}].box", item.box))
+        return out
 
 
 class PageSize(BaseModel):
@@ -145,7 +215,8 @@ class Source(BaseModel):
 
 CROSS_FIELD_RULES = (
     "reading_order is a permutation of range(len(panels))",
-    "with page_size, every panel box and character box lies inside the page",
+    "with page_size, every box (panel, character, text item, face) lies inside the page",
+    "with text_items, each text bucket is exactly the texts of the items of its kind, in order",
 )
 """Rules the strict loader enforces that JSON Schema cannot express."""
 
@@ -175,6 +246,15 @@ class Page(BaseModel):
             raise ValueError(
                 f"reading_order {self.reading_order} is not a permutation of 0..{n - 1}"
             )
+        for i, panel in enumerate(self.panels):
+            if panel.text_items is None:
+                continue
+            for kind in TEXT_KINDS:
+                said = [t.text for t in panel.text_items if t.kind == kind]
+                if said != getattr(panel.text, kind):
+                    raise ValueError(
+                        f"panels[{i}]: text.{kind} is not the text_items of kind {kind!r}"
+                    )
         if self.page_size is not None:
             width, height = self.page_size.width, self.page_size.height
             for i, panel in enumerate(self.panels):
@@ -183,10 +263,14 @@ class Page(BaseModel):
                     raise ValueError(
                         f"panels[{i}]: box {[x, y, w, h]} lies outside the page {width}x{height}"
                     )
-                for x, y, w, h in panel.character_coords or ():
+                if not (
+                    panel.character_coords or panel.text_items or panel.characters or panel.faces
+                ):
+                    continue
+                for where, (x, y, w, h) in panel.extra_boxes():
                     if x + w > width or y + h > height:
                         raise ValueError(
-                            f"panels[{i}].character_coords: box {[x, y, w, h]} lies outside "
+                            f"panels[{i}].{where}: box {[x, y, w, h]} lies outside "
                             f"the page {width}x{height}"
                         )
         return self
@@ -217,6 +301,9 @@ def extra_holders(page: Page) -> list[tuple[str, BaseModel]]:
         parts.append(("$.source", page.source))
     for i, panel in enumerate(page.panels):
         parts.extend(((f"$.panels[{i}]", panel), (f"$.panels[{i}].text", panel.text)))
+        for name in ("text_items", "characters", "faces"):
+            items: list[BaseModel] = getattr(panel, name) or []
+            parts.extend((f"$.panels[{i}].{name}[{j}]", item) for j, item in enumerate(items))
     return parts
 
 

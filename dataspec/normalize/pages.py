@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 
 from ..errors import DataSpecError, Note
 from ..imagesize import image_size
-from ..models import Page, PanelText
+from ..models import Character, Face, Page, PanelText, TextItem
 from ..paths import ImageResolver, infer_image_relpath
 from ..version import SPEC_VERSION
 from .boxes import (
@@ -34,7 +35,8 @@ from .boxes import (
     read_box,
 )
 from .decode import parse_text
-from .text import clean_str, extract_text
+from .text import TextBuckets, clean_line, clean_str, extract_text
+from .vocab import PANEL_LIST_KEYS
 
 IMAGE_KEYS = (
     "page_image_path",
@@ -44,27 +46,11 @@ IMAGE_KEYS = (
     "imagePath",
     "img_path",
     "image_file",
+    "source_image_path",
     "file_name",
     "filename",
 )
 """Page keys holding the image path, in the order tried."""
-
-PANEL_LIST_KEYS = (
-    "panels",
-    "VLM_panels",
-    "vlm_panels",
-    "panels_vlm",
-    "panel_detections",
-    "rcnn_panels",
-    "panel_boxes",
-    "panel_list",
-    "detections",
-    "boxes",
-    "segments",
-    "annotations",
-    "shapes",
-)
-"""Page keys holding the panel list, in the order tried (then any list of box-bearing dicts)."""
 
 WRAPPER_KEYS = (
     "result",
@@ -96,6 +82,12 @@ _SIZE_PAIRS = (
 _SIZE_KEYS = ("page_size", "size", "image_size", "dimensions")
 SCORE_KEYS = ("score", "confidence", "conf", "det_score", "detection_score", "probability")
 CHARACTER_KEYS = ("character_coords", "characters", "character_boxes")
+FACE_KEYS = ("faces", "face_boxes")
+_NAME_KEYS = ("name", "character", "label", "speaker")
+TYPED_PANEL_FIELDS = ("text_items", "characters", "faces", "character_coords", "description")
+"""Panel fields whose raw value, when no rule read it, is kept under `<name>_unread`."""
+NOT_PANEL_KEYS = ("text_regions", "paddleocr_results", "ocr_results", "ocr", "words", "lines")
+"""Box-bearing lists that are text (OCR results), never panels: kept as page fields."""
 ORDER_KEYS = ("panel_number", "panel_num", "panel_index")
 _NORMALIZED_FLAGS = ("normalized", "is_normalized", "relative")
 _MAX_DEPTH = 8
@@ -137,7 +129,7 @@ def normalize(
         )
     except DataSpecError as exc:
         if exc.file is None and json_path is not None:
-            raise DataSpecError(exc.reason, file=json_path, where=exc.where) from exc
+            raise exc.renamed(json_path) from exc
         raise
     except RecursionError:
         raise DataSpecError(_TOO_DEEP, file=json_path) from None
@@ -156,6 +148,20 @@ class PanelRecord:
     box: tuple[int, int, int, int] | None = None
     description: str | None = None
     score: float | None = None
+    text_items: tuple[TextItem, ...] | None = None
+    characters: tuple[Character, ...] | None = None
+    faces: tuple[Face, ...] | None = None
+
+    def details(self) -> dict[str, Any]:
+        """The optional `Panel` fields this record fills (description, text items, …)."""
+        out: dict[str, Any] = {}
+        if self.description is not None:
+            out["description"] = self.description
+        for name in ("text_items", "characters", "faces"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = list(value)
+        return out
 
 
 def read_panels(
@@ -187,7 +193,8 @@ def _read_panels(
     fields, items, panels_where = _locate(obj, notes, "$", 0)
     if items is None:
         raise DataSpecError("no panel list found (e.g. an error reply)")
-    size = _doc_size(fields, {}, notes, set()) or (
+    coco_image, items = _coco_filter(fields, items, panels_where, notes, set())
+    size = _doc_size(fields, coco_image, notes, set()) or (
         (int(page_size[0]), int(page_size[1])) if page_size is not None else None
     )
     converted = _convert_panels(
@@ -211,9 +218,16 @@ def _read_panels(
                 box=(coords[0], coords[1], coords[2], coords[3]) if coords else None,
                 description=panel.get("description"),
                 score=panel.get("score"),
+                text_items=_typed(TextItem, panel.get("text_items")),
+                characters=_typed(Character, panel.get("characters")),
+                faces=_typed(Face, panel.get("faces")),
             )
         )
     return records, notes
+
+
+def _typed(model: Any, items: list[dict[str, Any]] | None) -> Any:
+    return None if items is None else tuple(model.model_validate(i) for i in items)
 
 
 # --- finding the page ----------------------------------------------------------------------
@@ -225,13 +239,20 @@ def _has_box(item: Any) -> bool:
     return bare_box(item) is not None
 
 
-def _panel_list(doc: dict[str, Any]) -> tuple[str, list[Any]] | None:
+def _panel_list(doc: dict[str, Any], notes: list[Note], where: str) -> tuple[str, list[Any]] | None:
     for key in PANEL_LIST_KEYS:
-        if isinstance(doc.get(key), list):
-            return key, doc[key]
+        value = doc.get(key)
+        if isinstance(value, list):
+            return key, value
+        if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+            notes.append(
+                Note("panels_as_dict", f"{key!r} is an object: its values are the panels", where)
+            )
+            return key, list(value.values())
     for key, value in doc.items():
         if (
-            isinstance(value, list)
+            key not in NOT_PANEL_KEYS
+            and isinstance(value, list)
             and value
             and all(isinstance(v, dict) for v in value)
             and any(_has_box(v) for v in value)
@@ -262,7 +283,10 @@ def _locate(
         raise DataSpecError(f"a list of {len(obj)} items that are not panels", where=where)
     if not isinstance(obj, dict):
         raise DataSpecError(f"expected a JSON object, got {type(obj).__name__}", where=where)
-    found = _panel_list(obj)
+    empty = _empty_reply(obj)
+    if empty is not None:
+        raise DataSpecError(f"empty reply ({empty})", where=where, code="empty_reply")
+    found = _panel_list(obj, notes, where)
     if found is not None:
         key, items = found
         return obj, items, f"{where}.{key}"
@@ -287,6 +311,29 @@ def _locate(
     return obj, None, where
 
 
+def _empty_reply(obj: dict[str, Any]) -> str | None:
+    """Why a chat-completion or Gemini reply holds no answer at all; None if it holds one."""
+    for key, inner in (("choices", "message"), ("candidates", "content")):
+        value = obj.get(key)
+        if not isinstance(value, list) or any(k in obj for k in PANEL_LIST_KEYS):
+            continue
+        first = value[0] if value else None
+        if not isinstance(first, dict):
+            return f"{key} is empty"
+        message = first.get(inner, first.get("text"))
+        if message is None:
+            return f"{key}[0].{inner} is null"
+        if isinstance(message, dict):
+            content = message.get("content", message.get("parts"))
+            if content is None or (isinstance(content, str | list) and not content):
+                return f"{key}[0].{inner} has no content"
+            if isinstance(content, str) and not content.strip():
+                return f"{key}[0].{inner}.content is blank"
+        elif isinstance(message, str) and not message.strip():
+            return f"{key}[0].{inner} is blank"
+    return None
+
+
 # --- building the page ---------------------------------------------------------------------
 
 
@@ -304,17 +351,8 @@ def _build(
 ) -> tuple[Page, list[Note]]:
     used: set[str] = set()
     coco_image: dict[str, Any] = {}
-    images = fields.get("images")
-    if isinstance(images, list) and items is not None and panels_where.endswith(".annotations"):
-        if len(images) > 1:
-            raise DataSpecError(
-                f"a COCO file with {len(images)} images: one page per file (use the analyzer)"
-            )
-        if images and isinstance(images[0], dict):
-            coco_image = images[0]
-            used.add("images")
-        items = _coco_panels(items, fields.get("categories"), notes, panels_where)
-        used.add("categories")
+    if items is not None:
+        coco_image, items = _coco_filter(fields, items, panels_where, notes, used)
 
     image_path = _image_path(fields, coco_image, notes, used)
     if image_path is None:
@@ -355,6 +393,10 @@ def _build(
     )
     panels = [panel for _, panel in converted]
     origin = [index for index, _ in converted]
+    if items and not panels:
+        notes.append(
+            Note("all_panels_dropped", f"the document lists {len(items)} panels; none was kept")
+        )
 
     page: dict[str, Any] = {
         "schema_version": SPEC_VERSION,
@@ -426,6 +468,25 @@ def _convert_panels(
     return out
 
 
+def _coco_filter(
+    fields: dict[str, Any], items: list[Any], where: str, notes: list[Note], used: set[str]
+) -> tuple[dict[str, Any], list[Any]]:
+    """(COCO image record, panel annotations) of a one-image COCO file; else ({}, items)."""
+    images = fields.get("images")
+    if not (isinstance(images, list) and where.endswith(".annotations")):
+        return {}, items
+    if len(images) > 1:
+        raise DataSpecError(
+            f"a COCO file with {len(images)} images: one page per file (use the analyzer)"
+        )
+    coco_image: dict[str, Any] = {}
+    if images and isinstance(images[0], dict):
+        coco_image = images[0]
+        used.add("images")
+    used.add("categories")
+    return coco_image, _coco_panels(items, fields.get("categories"), notes, where)
+
+
 def _coco_panels(items: list[Any], categories: Any, notes: list[Note], where: str) -> list[Any]:
     """COCO annotations of a one-image file: keep the panel category when one is named."""
     if not isinstance(categories, list):
@@ -468,6 +529,14 @@ def _image_path(
                 notes.append(Note("image_key", f"image path taken from {key!r}"))
             return text
         notes.append(Note("image_path_invalid", f"{key!r} holds no path"))
+    canonical = fields.get("canonical_id")
+    if isinstance(canonical, str) and canonical.strip():
+        notes.append(
+            Note(
+                "image_path_from_canonical_id", "image path taken from canonical_id (no extension)"
+            )
+        )
+        return clean_str(canonical.strip())
     return None
 
 
@@ -494,6 +563,7 @@ def _doc_size(
                 )
             )
         elif isinstance(value, list | tuple) and len(value) == 2:
+            notes.append(Note("page_size_list", f"{key!r} given as [width, height]"))
             pairs.append((key, value[0], value[1]))
     for wk, hk in _SIZE_PAIRS:
         if wk in fields and hk in fields:
@@ -587,6 +657,8 @@ def _panel(
     panel["text"] = buckets.as_dict()
     if buckets.description:
         panel["description"] = "\n".join(buckets.description)
+    if buckets.has_detail():
+        panel["text_items"] = _text_items(buckets, frame, notes, where)
     used.update(k for k, _ in BOX_KEYS if raw is not None and k == raw.key)
     used.update(FORMAT_HINT_KEYS)
     used.update(_NORMALIZED_FLAGS)
@@ -597,17 +669,103 @@ def _panel(
         score = as_number(item[key])
         if score is not None and math.isfinite(score) and 0.0 <= score <= 1.0:
             panel["score"] = score
+            if key != "score":
+                notes.append(Note("score_key", f"score taken from {key!r}", where))
         else:
             notes.append(Note("score_dropped", f"{key}={item[key]!r} is not in [0, 1]", where))
         break
-    characters = _characters(item, frame, notes, where, used)
-    if characters is not None:
-        panel["character_coords"] = characters
+    named = _named(item, CHARACTER_KEYS, frame, notes, where, used, "name")
+    if named is not None:
+        panel["characters"] = named
+    else:
+        characters = _characters(item, frame, notes, where, used)
+        if characters is not None:
+            panel["character_coords"] = characters
+    faces = _named(item, FACE_KEYS, frame, notes, where, used, "character", boxes_alone=True)
+    if faces is not None:
+        panel["faces"] = faces
     if raw is not None and raw.key == "$":  # box given as top-level x/y/w/h keys on the panel
         used.update(("x", "y", "w", "h", "width", "height", "xmin", "ymin", "xmax", "ymax"))
         used.update(("x1", "y1", "x2", "y2", "left", "top", "right", "bottom"))
-    panel.update(_extras(item, used | {"panel_coords", "score"}, notes, where))
+    extras = _extras(item, used | {"panel_coords", "score"}, notes, where)
+    for name in TYPED_PANEL_FIELDS:
+        if name in extras:  # a value no rule could read, under a typed field's name
+            notes.append(
+                Note("field_unread", f"{name!r} not readable: kept as {name}_unread", where)
+            )
+            extras[f"{name}_unread"] = extras.pop(name)
+    panel.update(extras)
     return panel
+
+
+def _text_items(
+    buckets: TextBuckets, frame: BoxFrame, notes: list[Note], where: str
+) -> list[dict[str, Any]]:
+    """Every kept line with its kind and, where the source gave them, label, speaker, box."""
+    out: list[dict[str, Any]] = []
+    for i, (kind, line, detail) in enumerate(buckets.items):
+        entry: dict[str, Any] = {"text": line, "kind": kind}
+        if detail is not None:
+            if detail.label is not None:
+                entry["label"] = detail.label
+            if detail.speaker is not None:
+                entry["speaker"] = detail.speaker
+            if detail.box is not None:
+                box = frame.to_pixels(detail.box, notes, f"{where}.text_items[{i}]")
+                if box is not None:
+                    entry["box"] = list(box)
+        out.append(entry)
+    return out
+
+
+def _named(
+    item: dict[str, Any],
+    keys: Sequence[str],
+    frame: BoxFrame,
+    notes: list[Note],
+    where: str,
+    used: set[str],
+    field: str,
+    *,
+    boxes_alone: bool = False,
+) -> list[dict[str, Any]] | None:
+    """Named things with optional boxes (`characters`, `faces`) under the first key holding
+    any name (or, with `boxes_alone`, any box); None when no key does."""
+    for key in keys:
+        value = item.get(key)
+        if not isinstance(value, list) or not value:
+            continue
+        names = [_name_of(v) for v in value]
+        raws = [read_box(v) if isinstance(v, dict) else bare_box(v) for v in value]
+        if not any(n is not None for n in names) and not (
+            boxes_alone and any(r is not None for r in raws)
+        ):
+            continue
+        used.add(key)
+        out: list[dict[str, Any]] = []
+        for i, (name, raw) in enumerate(zip(names, raws, strict=True)):
+            here = f"{where}.{key}[{i}]"
+            entry: dict[str, Any] = {field: name} if name is not None else {}
+            if raw is not None:
+                box = frame.to_pixels(raw, notes, here)
+                if box is not None:
+                    entry["box"] = list(box)
+            if not entry:
+                notes.append(Note(f"{key.rstrip('s')}_dropped", "neither a name nor a box", here))
+                continue
+            out.append(entry)
+        return out
+    return None
+
+
+def _name_of(value: Any) -> str | None:
+    if isinstance(value, str):
+        return clean_line(value)
+    if isinstance(value, dict):
+        return next(
+            (n for n in (clean_line(value.get(k)) for k in _NAME_KEYS) if n is not None), None
+        )
+    return None
 
 
 def _characters(
@@ -642,6 +800,10 @@ def _doc_reading_order(
         return None
     used.add("reading_order")
     value = fields["reading_order"]
+    chain = _edge_chain(value)
+    if chain is not None:
+        notes.append(Note("reading_order_edges", "reading_order given as edges 'a→b': chained"))
+        value = chain
     nums = [as_number(v) for v in value] if isinstance(value, list) else None
     if nums is None or any(n is None or not float(n).is_integer() for n in nums):
         notes.append(Note("reading_order_dropped", "reading_order is not a list of integers"))
@@ -662,6 +824,34 @@ def _doc_reading_order(
     return mapped
 
 
+_EDGE = re.compile(r"^\s*(-?\d+)\s*(?:→|->|=>|—>|to)\s*(-?\d+)\s*$")
+
+
+def _edge_chain(value: Any) -> list[int] | None:
+    """`["0→1", "1→2"]` → `[0, 1, 2]`: one path through every panel; None if not that shape."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        return None
+    edges = [_EDGE.match(v) for v in value]
+    if not all(edges):
+        return None
+    nxt: dict[int, int] = {}
+    heads: set[int] = set()
+    for m in edges:
+        assert m is not None
+        a, b = int(m[1]), int(m[2])
+        if a in nxt or b in heads:
+            return []  # a fork or a join: not a reading order (dropped below, with a note)
+        nxt[a] = b
+        heads.add(b)
+    start = [a for a in nxt if a not in heads]
+    if len(start) != 1:
+        return []
+    chain = [start[0]]
+    while chain[-1] in nxt and len(chain) <= len(nxt):
+        chain.append(nxt[chain[-1]])
+    return chain if len(chain) == len(nxt) + 1 else []
+
+
 def _source(
     fields: dict[str, Any], json_path: Any, notes: list[Note], used: set[str]
 ) -> dict[str, Any]:
@@ -678,6 +868,10 @@ def _source(
     elif value is not None:
         source["value"] = _sanitize(value, notes, "$.source")
     used.add("source")
+    canonical = fields.get("canonical_id")
+    if isinstance(canonical, str) and canonical.strip():
+        source.setdefault("canonical_id", clean_str(canonical.strip()))
+        used.add("canonical_id")
     if json_path is not None:
         source.setdefault("original_path", os.path.abspath(json_path))
     return source
