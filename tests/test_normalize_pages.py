@@ -141,7 +141,7 @@ def test_encodings_are_read_with_a_note(tmp_path: Path, content: str, encoding: 
     [
         (b"", "empty file"),
         (b"   \n", "empty file"),
-        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2', "not valid JSON"),  # truncated
+        (b'{"image": "a.jpg", "pan', "cut short before any panel list"),  # truncated
         (b"\x00\x01garbage", "not valid JSON"),
         (b'"just a string"', "not valid JSON"),
         (b"42", "expected a JSON object"),
@@ -264,18 +264,27 @@ def test_integers_beyond_float_range_drop_their_box() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "ok"),
+    ("raw", "code"),
     [
-        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}], "meta": [', False),  # cut short
-        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}\nHope this helps!', True),  # prose after
-        (b'Sure! {"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}', True),  # prose before
+        # cut short: never a piece from inside it, the whole file read as far as it goes
+        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}], "meta": [', "truncated"),
+        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}\nHope this helps!', "embedded_json"),  # prose after
+        (b'Sure! {"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}', "embedded_json"),  # prose before
     ],
 )
-def test_embedded_json_is_taken_only_from_prose(tmp_path: Path, raw: bytes, ok: bool) -> None:
+def test_embedded_json_is_taken_only_from_prose(tmp_path: Path, raw: bytes, code: str) -> None:
     file = tmp_path / "reply.json"
     file.write_bytes(raw)
-    if ok:
-        assert dataspec.load(file, lenient=True).boxes() == [(1, 2, 3, 4)]
-    else:
-        with pytest.raises(dataspec.DataSpecError, match="not valid JSON"):
-            dataspec.load(file, lenient=True)
+    page, notes = dataspec.load_with_notes(file)
+    assert page.boxes() == [(1, 2, 3, 4)] and code in codes(notes)
+    assert "embedded_json" not in codes(notes) or code == "embedded_json"
+
+
+def test_a_file_cut_inside_its_panel_list_keeps_the_panels_before_the_cut(tmp_path: Path) -> None:
+    file = tmp_path / "p.json"
+    file.write_bytes(b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}, {"bbox": [1, 2')
+    page, notes = dataspec.load_with_notes(file)
+    assert page.boxes() == [(1, 2, 3, 4)] and "truncated" in codes(notes)
+    file.write_bytes(b'{"image": "a.jpg", "panels": [{"bbox": [1, 2')
+    page, notes = dataspec.load_with_notes(file)
+    assert page.panels == [] and "truncated" in codes(notes)

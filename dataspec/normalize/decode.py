@@ -1,4 +1,5 @@
-"""Reading JSON from the wild: BOMs, cp1252/latin-1, NaN literals, markdown-fenced replies."""
+"""Reading JSON from the wild: BOMs, cp1252/latin-1, NaN literals, markdown-fenced replies,
+then the repairs of broken VLM replies (`repair`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import orjson
 
 from ..errors import DataSpecError, Note
+from .repair import repair_json
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
 
@@ -37,7 +39,8 @@ def decode_bytes(raw: bytes, notes: list[Note]) -> Any:
 
 
 def parse_text(text: str, notes: list[Note], *, first_error: str | None = None) -> Any:
-    """Parse JSON text: strict, then with NaN/Infinity, then a fenced or embedded block."""
+    """Parse JSON text: strict, then with NaN/Infinity, then a fenced or embedded block,
+    then `repair_json` (a reply cut before any panel list began stays an error)."""
     stripped = text.strip()
     if not stripped:
         raise DataSpecError("empty JSON text")
@@ -58,13 +61,20 @@ def parse_text(text: str, notes: list[Note], *, first_error: str | None = None) 
         if 0 <= start < end and (before or after) and prose:
             value = _loads(stripped[start : end + 1], notes)
             if value is not _FAIL:
-                notes.append(Note("embedded_json", "JSON taken from surrounding prose"))
+                if "```" in before:  # a fence the reply never closed (e.g. cut short after)
+                    notes.append(Note("markdown_fence", _UNCLOSED_FENCE))
+                else:
+                    notes.append(Note("embedded_json", "JSON taken from surrounding prose"))
                 return value
-    detail = first_error or _strict_error(stripped)
-    raise DataSpecError(f"not valid JSON ({detail})")
+    try:  # last: the repairs of broken replies (clean ones never get here)
+        return repair_json(stripped, notes, require_panels=True)
+    except DataSpecError as exc:
+        detail = first_error or _strict_error(stripped)
+        raise DataSpecError(f"not valid JSON ({detail}; not repairable: {exc.reason})") from None
 
 
 _FAIL = object()
+_UNCLOSED_FENCE = "JSON taken from a markdown code fence (no closing fence)"
 
 
 def _loads(text: str, notes: list[Note]) -> Any:
