@@ -115,7 +115,7 @@ def validate(
             dropped = next((n for n in notes if n.code == ALL_PANELS_DROPPED), None)
             if dropped is not None:
                 emptied += 1
-                row["error"] = f"{path}: {dropped.message}"
+                row.update(valid=False, error=f"{path}: {dropped.message}")
                 click.echo(f"EMPTY {row['error']}", err=True)
         except DataSpecError as exc:
             row.update(valid=False, error=str(exc))
@@ -123,7 +123,7 @@ def validate(
         rows.append(row)
     if report:
         _write_report(report, rows)
-    invalid = sum(not r["valid"] for r in rows)
+    invalid = sum(not r["valid"] for r in rows) - emptied
     counts = f"{len(rows) - invalid - emptied} valid, {invalid} invalid"
     if emptied:
         counts += f", {emptied} with every panel dropped (exit 1)"

@@ -161,6 +161,7 @@ def load_with_notes(
     """Leniently load one page file: (page, notes). Options go to `normalize`."""
     from .normalize import normalize
     from .normalize.decode import decode_bytes
+    from .normalize.pages import mark_truncated
 
     notes: list[Note] = []
     try:
@@ -177,7 +178,8 @@ def load_with_notes(
         resolver=resolver,
         **options,
     )
-    return page, notes + more
+    notes += more
+    return mark_truncated(page, notes), notes
 
 
 _UMASK = os.umask(0o022)

@@ -212,6 +212,10 @@ class Source(BaseModel):
         description="The file this page was normalized from."
     )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The provenance as written: set fields and free-form keys."""
+        return self.model_dump(mode="json")
+
 
 CROSS_FIELD_RULES = (
     "reading_order is a permutation of range(len(panels))",

@@ -142,19 +142,24 @@ def test_validate_report_jsonl_lenient_notes(tmp_path: Path, canonical: dict[str
     folder = tmp_path / "mixed"
     write_json(folder / "canon.json", canonical)
     write_json(folder / "vlm.json", vlm_variant("/data/Series/JPG4CBZ/0002.jpg"))
-    (folder / "broken.json").write_text('{"image_path": "/x.jpg", "panels": [', encoding="utf-8")
+    (folder / "broken.json").write_text('{"image_path": "/x.jpg", "panels": [}}', encoding="utf-8")
+    (folder / "cut.json").write_text('{"image_path": "/x.jpg", "panels": [', encoding="utf-8")
     report = tmp_path / "report.jsonl"
     result = run("validate", folder, "--lenient", "--report", report)
     assert result.exit_code == 1
     rows = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
-    assert [Path(r["path"]).name for r in rows] == ["broken.json", "canon.json", "vlm.json"]
-    broken, canon, vlm = rows
+    assert [Path(r["path"]).name for r in rows] == ["broken.json", "canon.json", "cut.json", "vlm.json"]
+    broken, canon, cut, vlm = rows
     assert broken["valid"] is False
     assert "not valid JSON" in broken["error"]
+    assert cut["valid"] is False  # read (cut short), but no panel closed before the cut
+    assert "cut before any panel closed" in cut["error"]
+    assert "truncated" in cut["notes"].split(";")
+    assert "4 files: 2 valid, 1 invalid, 1 with every panel dropped (exit 1)" in result.stdout
     assert canon == {"path": str(folder / "canon.json"), "valid": True, "error": "", "notes": ""}
     assert vlm["valid"] is True
     assert "image_key" in vlm["notes"].split(";")
-    assert "image_key=1" in result.stdout
+    assert "image_key=2" in result.stdout  # vlm.json and cut.json
 
 
 def test_validate_bad_report_suffix(pages: Path, tmp_path: Path) -> None:
@@ -259,7 +264,7 @@ def test_validate_txt_list(pages: Path, tmp_path: Path) -> None:
 
 @pytest.fixture
 def wild(tmp_path: Path, canonical: dict[str, Any]) -> Path:
-    """A tree of page variants, nested, with one truncated (unparseable) file."""
+    """A tree of page variants, nested, with one file cut short and one unparseable."""
     root = tmp_path / "wild"
     write_json(root / "canon.json", canonical)
     write_json(root / "Series" / "JPG4CBZ_0001.json", vlm_variant("/data/Series/0001.jpg"))
@@ -277,19 +282,32 @@ def wild(tmp_path: Path, canonical: dict[str, Any]) -> Path:
     )
     full = json.dumps(canonical)
     (root / "Series" / "truncated.json").write_text(full[: len(full) // 2], encoding="utf-8")
+    (root / "Series" / "broken.json").write_text('{"image": "a.jpg", "panels": [}}', "utf-8")
     return root
 
 
 def test_normalize_mirrors_tree(wild: Path, tmp_path: Path) -> None:
-    """Output mirrors the input tree, strict-loadable; the truncated file is logged as skipped."""
+    """Output mirrors the input tree, strict-loadable; the file cut short is written flagged
+    (the panels that closed before the cut), the unparseable one logged as skipped."""
     out = tmp_path / "out"
     result = run("normalize", wild, "--out-dir", out)
     assert result.exit_code == 0, result.output
-    assert "3 written" in result.stdout
+    assert "4 written" in result.stdout
     assert "1 skipped" in result.stdout
+    assert "truncated=1" in result.stdout
 
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
-    assert written == ["Series/JPG4CBZ_0001.json", "Series/vol 2/0002.json", "canon.json"]
+    assert written == [
+        "Series/JPG4CBZ_0001.json",
+        "Series/truncated.json",
+        "Series/vol 2/0002.json",
+        "canon.json",
+    ]
+    cut = dataspec.load(out / "Series" / "truncated.json")
+    assert cut.source is not None and cut.source.model_extra == {"truncated": True}
+    whole = dataspec.load(wild / "canon.json")
+    assert cut.panels == whole.panels[: len(cut.panels)]
+    assert len(cut.panels) < len(whole.panels)
     for rel in written:
         page = dataspec.load(out / rel)  # strict
         assert page.schema_version == "0.3"
@@ -312,9 +330,9 @@ def test_normalize_mirrors_tree(wild: Path, tmp_path: Path) -> None:
     with (out / "normalize_skips.csv").open(encoding="utf-8", newline="") as fh:
         skips = list(csv.DictReader(fh))
     assert len(skips) == 1
-    assert skips[0]["path"] == str(wild / "Series" / "truncated.json")
+    assert skips[0]["path"] == str(wild / "Series" / "broken.json")
     assert skips[0]["reason"].startswith("not valid JSON")
-    assert "truncated.json" in result.stderr
+    assert "broken.json" in result.stderr
 
 
 def test_normalize_canonical_round_trip(wild: Path, tmp_path: Path) -> None:
@@ -336,7 +354,7 @@ def test_normalize_skip_log_option(wild: Path, tmp_path: Path) -> None:
     assert not (out / "normalize_skips.csv").exists()
     with log.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [Path(r["path"]).name for r in rows] == ["truncated.json"]
+    assert [Path(r["path"]).name for r in rows] == ["broken.json"]
 
 
 def test_normalize_txt_list(wild: Path, tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ def test_ocr_results_are_text_not_panels_and_source_image_path_names_the_image()
         "text_regions": [{"bbox": [10, 10, 50, 20], "text": "HELLO"}],
         "paddleocr_results": [{"box": [[1, 1], [9, 1], [9, 9], [1, 9]], "text": "HI"}],
     }
-    page, notes = normalize(doc)
+    page, _ = normalize(doc)
     assert page.page_image_path == "/d/S/0001.jpg"
     assert page.panels == []
     assert page.model_extra is not None and page.model_extra["text_regions"][0]["text"] == "HELLO"

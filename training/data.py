@@ -447,6 +447,10 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
                 if str(lenient) != message:
                     message += f" (lenient load: {lenient})"
                 raise PageError(_naming(path, message)) from None
+            if any(n.code == "truncated" for n in notes):  # a page missing its last panels
+                raise PageError(
+                    _naming(path, f"{strict} (lenient load: the file is cut short)")
+                ) from None
             return page, tuple(dict.fromkeys(n.code for n in notes))
 
     def __getitem__(self, key: int | tuple[int, int]) -> PageItem | SkippedPage:

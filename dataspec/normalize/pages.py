@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..errors import DataSpecError, Note
 from ..imagesize import image_size
-from ..models import Character, Face, Page, PanelText, TextItem
+from ..models import Character, Face, Page, PanelText, Source, TextItem
 from ..paths import ImageResolver, infer_image_relpath
 from ..version import SPEC_VERSION
 from .boxes import (
@@ -295,13 +295,15 @@ def _locate(
         inner = obj.get(key)
         if not isinstance(inner, dict | list | str):
             continue
+        trial: list[Note] = []  # a wrapper not taken leaves no notes behind
         try:
             inner_fields, inner_items, inner_where = _locate(
-                inner, notes, f"{where}.{key}", depth + 1
+                inner, trial, f"{where}.{key}", depth + 1
             )
         except DataSpecError as exc:
             wrapper_error = wrapper_error or exc
             continue
+        notes.extend(trial)
         notes.append(Note("unwrapped", f"page taken from {key!r}", where))
         merged = {k: v for k, v in obj.items() if k != key}
         merged.update(inner_fields)
@@ -419,9 +421,21 @@ def _build(
         skip.add(panels_where.rsplit(".", 1)[1])
     page.update(_extras(fields, skip, notes, "$"))
     try:
-        return Page.model_validate(page), notes
+        return mark_truncated(Page.model_validate(page), notes), notes
     except ValidationError as exc:  # a bug in the rules above, reported as a contract error
         raise DataSpecError(f"normalized page is invalid: {exc.errors()[0]['msg']}") from exc
+
+
+def mark_truncated(page: Page, notes: list[Note]) -> Page:
+    """The page of a document cut short (a `truncated` note) gets `source.truncated: true`,
+    and an `all_panels_dropped` note when no panel closed before the cut."""
+    if not any(n.code == "truncated" for n in notes):
+        return page
+    if not page.panels and not any(n.code == "all_panels_dropped" for n in notes):
+        notes.append(Note("all_panels_dropped", "the reply was cut before any panel closed"))
+    source = page.source.to_dict() if page.source is not None else {}
+    source["truncated"] = True
+    return page.model_copy(update={"source": Source.model_validate(source)})
 
 
 def _convert_panels(
