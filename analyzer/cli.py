@@ -71,6 +71,10 @@ def _check(ctx: click.Context, p: dict[str, Any]) -> None:
     """Flag conflicts → `click.UsageError` (exit 2)."""
     if not p["vlm_dir"] and not p["vlm_map"]:
         raise click.UsageError("give --vlm_dir, --vlm_map or both")
+    if p["manifest"] and not p["vlm_dir"]:
+        raise click.UsageError(
+            "--manifest names analyses as <canonical_id>.json under --vlm_dir: give --vlm_dir"
+        )
     if p["fast_only"] and p["allow_partial_match"]:
         raise click.UsageError(
             "--fast_only turns off the fuzzy tier that --allow_partial_match asks for"
@@ -121,6 +125,10 @@ _SKIP_HELP = ", ".join(SKIP_REASONS)
 @flag("coco", required=True, help="Detector predictions (COCO dict or results list).")
 @flag("vlm_dir", help="Folder of per-page VLM JSONs (searched recursively).")
 @flag("vlm_map", help="JSON map image path → VLM JSON path (either direction) or a list.")
+@flag(
+    "manifest",
+    help="CSV canonical_id,absolute_image_path: images of <canonical_id>.json analyses.",
+)
 @flag("image_roots", multiple=True, help="Image root(s), comma/semicolon separated; repeatable.")
 @flag("output_csv", required=True, help="Per-page analysis CSV.")
 @flag(
@@ -239,6 +247,7 @@ def analyze(ctx: click.Context, **p: Any) -> None:
         output_csv=p["output_csv"],
         vlm_dir=p["vlm_dir"],
         vlm_map=p["vlm_map"],
+        manifest=p["manifest"],
         image_roots=tuple(split_roots(list(p["image_roots"]))),
         num_workers=p["num_workers"],
         fuzzy=p["allow_partial_match"],

@@ -8,7 +8,8 @@ Pairing (detections in reading order ↔ VLM panels in their order):
 
 - every VLM panel has a box: pairs by overlap, greedily by IoU (≥ `PAIR_MIN_IOU`),
   one to one, highest first;
-- otherwise, equal counts: the i-th detection gets the i-th VLM panel;
+- otherwise, equal counts of a reply that was not cut short: the i-th detection gets the
+  i-th VLM panel;
 - otherwise (unequal counts, no VLM boxes) nothing is paired: which panel a VLM
   panel describes would be a guess.
 
@@ -111,9 +112,13 @@ def _iou(a: Box, b: Box) -> float:
 
 
 def pair_panels(
-    dets: Sequence[Detection], vlm: Sequence[PanelRecord]
+    dets: Sequence[Detection], vlm: Sequence[PanelRecord], *, by_order: bool = True
 ) -> tuple[list[tuple[int, int]], str]:
-    """(detection index, VLM index) pairs and the rule used: `overlap`, `order` or `none`."""
+    """(detection index, VLM index) pairs and the rule used: `overlap`, `order` or `none`.
+
+    `by_order=False` (a truncated reply, whose panel count says nothing) pairs by overlap
+    only.
+    """
     if dets and vlm and all(r.box is not None for r in vlm):
         scored = sorted(
             (
@@ -133,7 +138,7 @@ def pair_panels(
                 used_v.add(j)
                 pairs.append((i, j))
         return sorted(pairs), "overlap"
-    if dets and len(dets) == len(vlm):
+    if by_order and dets and len(dets) == len(vlm):
         return [(i, i) for i in range(len(dets))], "order"
     return [], "none"
 
@@ -149,8 +154,14 @@ def build_page(
     image_id: int | str,
     vlm_json_path: str,
     match_tier: str,
+    vlm_repairs: Sequence[str] = (),
+    vlm_truncated: bool = False,
 ) -> Page:
-    """The canonical page: every detection as a panel (in reading order), paired text on it."""
+    """The canonical page: every detection as a panel (in reading order), paired text on it.
+
+    `source` holds the provenance; `vlm_repairs` (the repairs the VLM reply needed) and
+    `vlm_truncated` (the reply was cut short) only when there are any.
+    """
     partner = dict(pairs)
     panels: list[Panel] = []
     for i, det in enumerate(dets):
@@ -161,7 +172,7 @@ def build_page(
                 panel_coords=det.box,
                 text=record.text if record is not None else PanelText(),
                 score=det.score,
-                description=record.description if record is not None else None,
+                **(record.details() if record is not None else {}),
             )
         )
     extra: dict[str, object] = {"match_tier": match_tier, "pairing": pairing}
@@ -169,6 +180,10 @@ def build_page(
         extra["unpaired_detections"] = len(dets) - len(pairs)
     if len(vlm) > len(pairs):
         extra["unpaired_vlm_panels"] = len(vlm) - len(pairs)
+    if vlm_repairs:
+        extra["vlm_repairs"] = list(vlm_repairs)
+    if vlm_truncated:
+        extra["vlm_truncated"] = True
     return Page(
         page_image_path=image_path,
         panels=panels,

@@ -1,4 +1,5 @@
-"""Pages ↔ VLM JSONs, tier by tier: map → exact key → series+page → fuzzy (opt-in).
+"""Pages ↔ VLM JSONs, tier by tier: map → canonical id → exact key → series+page → fuzzy
+(opt-in).
 
 Each tier only sees pages the tiers before it left unmatched and VLM files no page has
 claimed yet. Within a tier:
@@ -8,6 +9,10 @@ claimed yet. Within a tier:
 - a VLM file several pages want goes to the page whose folders agree the furthest; a tie
   is an ambiguity (`vlm_claimed_twice`) for every page involved;
 - an ambiguous page is never matched by a later tier (`match_tier` = `ambiguous`).
+
+The canonical-id tier matches a VLM file whose path under `--vlm_dir` (without `.json`) is
+the whole tail of the page's real image path (without extension), series folder included,
+or the canonical id a `--manifest` gives the page's image path.
 
 The series+page tier only runs for a normalized series spelled one way on each side
 (twins such as "X-Men 01" / "X Men 01" are reported as `series_twins` and stay with their
@@ -21,10 +26,11 @@ import difflib
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dataspec.keys import PageKey, norm_path, page_key, page_number
+from dataspec.keys import PageKey, is_container, norm_path, page_key, page_number
+from dataspec.paths import image_stem, is_windows_path
 
 from .problems import Problem
 from .vlm import MapEntry, VlmFile, locate_map_vlm
@@ -34,10 +40,13 @@ __all__ = [
     "TIERS",
     "Ambiguity",
     "MatchResult",
+    "canonical_key",
+    "image_key",
     "match_pages",
+    "real_paths",
 ]
 
-TIERS = ("map", "exact", "series_page", "fuzzy")
+TIERS = ("map", "canonical_id", "exact", "series_page", "fuzzy")
 """Match tiers, strongest first. A row's `match_tier` is one of these, `none` or `ambiguous`."""
 
 FUZZY_MIN_RATIO = 0.85
@@ -147,8 +156,22 @@ class _Matcher:
             page,
         )
 
-    def run_tier(self, tier: str, proposals: dict[int, tuple[str, list[int]]]) -> None:
-        """Settle one tier: page → (key, candidate file ids) → matches and ambiguities."""
+    def agreement(self, page: int, file: int) -> int:
+        """How far the folders above the series of a page and of a VLM file agree."""
+        return _agreement(self.keys[page].parents, self.files[file].key.parents)
+
+    def run_tier(
+        self,
+        tier: str,
+        proposals: dict[int, tuple[str, list[int]]],
+        rank: Callable[[int, int], int] | None = None,
+    ) -> None:
+        """Settle one tier: page → (key, candidate file ids) → matches and ambiguities.
+
+        Several candidates of a page, or several pages wanting a file, are told apart by
+        `rank(page, file)` (default: `agreement`); a tie is an ambiguity.
+        """
+        rank = rank or self.agreement
         wanted: dict[int, list[int]] = defaultdict(list)
         picks: dict[int, tuple[str, int]] = {}
         for page, (key, cands) in proposals.items():
@@ -156,8 +179,7 @@ class _Matcher:
             if not cands:
                 continue
             if len(cands) > 1:
-                parents = self.keys[page].parents
-                scores = {c: _agreement(parents, self.files[c].key.parents) for c in cands}
+                scores = {c: rank(page, c) for c in cands}
                 pick = _best(scores)
                 if pick is None:
                     self.flag(page, "duplicate_vlm", key, cands, f"{tier}: several VLM JSONs")
@@ -169,8 +191,7 @@ class _Matcher:
         for file, pages in wanted.items():
             winner = pages[0]
             if len(pages) > 1:
-                parents = self.files[file].key.parents
-                scores = {p: _agreement(parents, self.keys[p].parents) for p in pages}
+                scores = {p: rank(p, file) for p in pages}
                 best = _best(scores)
                 if best is None:
                     for page in pages:
@@ -199,12 +220,17 @@ def match_pages(
     map_file: str | None = None,
     vlm_dir: str | None = None,
     fuzzy: bool = False,
+    manifest: Mapping[str, str] | None = None,
 ) -> MatchResult:
-    """Match every page (image id, image path, page key) to at most one VLM file."""
+    """Match every page (image id, image path, page key) to at most one VLM file.
+
+    `manifest` maps image keys (`image_key`) to canonical ids ('' for none).
+    """
     m = _Matcher(ids, paths, keys, list(vlm_files))
     problems: list[Problem] = []
     if vlm_map:
         _map_tier(m, vlm_map, map_file or "", vlm_dir, problems)
+    _canonical_tier(m, manifest or {})
     by_exact: dict[str, list[int]] = defaultdict(list)
     by_sp: dict[str, list[int]] = defaultdict(list)
     vlm_spell: dict[str, set[str]] = defaultdict(set)
@@ -303,6 +329,128 @@ def _extra_vlm(m: _Matcher, by_sp: dict[str, list[int]]) -> list[tuple[int, Ambi
                 )
             )
     return out
+
+
+def canonical_key(text: str) -> str:
+    """A canonical id (or a VLM path under --vlm_dir without `.json`) as compared: forward
+    slashes, no leading or trailing slash, case folded."""
+    return text.replace("\\", "/").strip("/").casefold()
+
+
+def _strip_ext(path: str) -> str:
+    """`a/b/0001.jpg` → `a/b/0001` (image extensions, chained ones too)."""
+    head, sep, name = path.rpartition("/")
+    return f"{head}{sep}{image_stem(name)}"
+
+
+def image_key(path: str) -> str:
+    """An image path as compared with a manifest's: `norm_path` without its extension, a
+    drive-letter path in its WSL form (`E:\\a\\b.jpg` and `/mnt/e/a/b.png` compare equal)."""
+    if is_windows_path(path):
+        path = f"/mnt/{path[0]}/{path[3:]}"
+    return _strip_ext(norm_path(path))
+
+
+def real_paths(path: str, from_id: bool) -> list[str]:
+    """The image paths a page's path may stand for, `/`-separated.
+
+    A path taken from a string image id (no file_name said better) is the user's
+    detector's mangled form: the image path with its last separator turned into `_`
+    (`…\\Saga\\JPG4CBZ_0001.jpg` names `…/Saga/JPG4CBZ/0001.jpg`). Its last part is then
+    not a real file name: each `_` in it is tried as that separator instead. Any other path
+    stands for itself.
+    """
+    text = path.replace("\\", "/")
+    head, sep, name = text.rpartition("/")
+    if not from_id or "_" not in name:
+        return [text]
+    out = []
+    for i, char in enumerate(name):
+        if char == "_" and 0 < i < len(name) - 1:
+            out.append(f"{head}{sep}{name[:i]}/{name[i + 1 :]}")
+    return out
+
+
+def _tail_parts(path: str) -> list[str]:
+    """The parts of a `/` path without drive, empty parts and the last part's extension."""
+    if is_windows_path(path):
+        path = path[2:]
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if parts:
+        parts[-1] = image_stem(parts[-1])
+    return parts
+
+
+def _series_depth(parts: Sequence[str]) -> int:
+    """Trailing parts down to the series folder (page, containers, series); 0 without one."""
+    i = len(parts) - 2
+    while i >= 0 and is_container(parts[i]):
+        i -= 1
+    return len(parts) - i if i >= 0 else 0
+
+
+def _no_json(rel: str) -> str:
+    return rel[:-5] if rel.lower().endswith(".json") else rel
+
+
+def _canonical_tier(m: _Matcher, manifest: Mapping[str, str]) -> None:
+    """VLM files whose path under --vlm_dir is the tail of a page's real image path.
+
+    The tail is whole trailing parts, compared case- and separator-insensitively, reaching
+    at least the series folder (so never another series' page); the longest tail found
+    wins. A `--manifest` row whose image is the page's image and whose `<canonical_id>.json`
+    is indexed adds that file. Several files for a page, or a file for several pages, are
+    told apart by an exact-case match (a manifest match counts as one), else they are
+    ambiguities.
+    """
+    index: dict[str, list[int]] = defaultdict(list)
+    for i, f in enumerate(m.files):
+        if f.rel is not None:
+            index[canonical_key(_no_json(f.rel))].append(i)
+    if not index:
+        return
+    depths = sorted({key.count("/") + 1 for key in index}, reverse=True)  # longest first
+    exact_case: set[tuple[int, int]] = set()
+    proposals: dict[int, tuple[str, list[int]]] = {}
+    for page in m.open_pages():
+        ident = m.ids[page]
+        path = m.paths[page] or str(ident)
+        variants = real_paths(path, from_id=isinstance(ident, str) and path == ident)
+        best = 0
+        cands: dict[int, str] = {}  # file → the tail it matched (as written)
+        for variant in variants:
+            parts = _tail_parts(variant)
+            least = _series_depth(parts)
+            if least < 2:
+                continue
+            for depth in depths:
+                if depth > len(parts) or depth < max(least, best):
+                    continue
+                tail = "/".join(parts[-depth:])
+                hits = index.get(tail.casefold())
+                if hits is None:
+                    continue
+                if depth > best:
+                    best, cands = depth, {}
+                if depth == best:
+                    cands.update((h, tail) for h in hits)
+                break
+        for file, tail in cands.items():
+            if _no_json(m.files[file].rel or "") == tail:
+                exact_case.add((page, file))
+        if manifest:
+            for variant in variants:
+                cid = manifest.get(image_key(variant)) or ""
+                for file in index.get(canonical_key(cid), ()) if cid else ():
+                    cands.setdefault(file, cid)
+                    if _no_json(m.files[file].rel or "") == cid:
+                        exact_case.add((page, file))
+        if cands:
+            proposals[page] = (cands[min(cands)], sorted(cands))
+    m.run_tier("canonical_id", proposals, rank=lambda p, f: int((p, f) in exact_case))
+    for page in proposals:  # the key of a match: the canonical id as the VLM tree spells it
+        if m.tier[page] == "canonical_id":
+            m.key[page] = _no_json(m.files[m.chosen[page]].rel or "")
 
 
 def _map_tier(

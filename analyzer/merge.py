@@ -156,12 +156,16 @@ def _report(target: str) -> list[str]:
         header = tuple(next(reader, ()))
         rows = list(reader)
     if header == CSV_COLUMNS:
-        matched = sum(r[6] == "True" for r in rows)
-        perfect = sum(r[16] == "True" for r in rows)
-        tiers = Counter(r[17] for r in rows)
+        col = {name: i for i, name in enumerate(CSV_COLUMNS)}
+        matched = sum(r[col["has_vlm_data"]] == "True" for r in rows)
+        perfect = sum(r[col["is_perfect_match"]] == "True" for r in rows)
+        tiers = Counter(r[col["match_tier"]] for r in rows)
+        repaired = sum(bool(r[col["vlm_repairs"]]) for r in rows)
+        truncated = sum(r[col["vlm_truncated"]] == "True" for r in rows)
         return [
             f"  pages {len(rows)}, matched {matched}, perfect {perfect}; tiers: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(tiers.items()))
+            + ", ".join(f"{k} {v}" for k, v in sorted(tiers.items())),
+            f"  vlm replies: repaired {repaired}; truncated {truncated}",
         ]
     if header == SKIP_COLUMNS:
         reasons = Counter(r[4] for r in rows)

@@ -59,6 +59,7 @@ def _score(row: dict[str, str]) -> PageScore:
         coverage=_float(row.get("text_coverage")),
         score=_float(row.get("quality_score")),
         perfect=row.get("is_perfect_match", "").lower() == "true",
+        truncated=row.get("vlm_truncated", "").lower() == "true",
     )
 
 
@@ -182,6 +183,8 @@ def build_report(
             by_subset[subset].append(row)
     share = lambda n, d: f"{100 * n / d:.1f}%" if d else "–"  # noqa: E731
     reasons = Counter(s.get("reason", "?") for s in skips)
+    repairs = Counter(c for r in matched for c in (r.get("vlm_repairs") or "").split(";") if c)
+    truncated = sum(r.get("vlm_truncated", "").lower() == "true" for r in matched)
     found = sum(r.get("image_exists", "").lower() == "true" for r in rows)
 
     out = [
@@ -202,6 +205,18 @@ def build_report(
             ["subset", "pages", "share of matched"],
             [(s, len(by_subset[s]), share(len(by_subset[s]), len(matched))) for s in SUBSETS],
         ),
+    ]
+    if repairs or truncated:
+        out += [
+            "<h2>VLM replies repaired <small>(matched pages; a truncated page is in no "
+            "count-based subset)</small></h2>",
+            _table(
+                ["repair", "pages", "share of matched"],
+                [(k, n, share(n, len(matched))) for k, n in sorted(repairs.items())]
+                + [("truncated (cut short)", truncated, share(truncated, len(matched)))],
+            ),
+        ]
+    out += [
         "<h2>Distributions over matched pages</h2><div class='charts'>",
         _histogram(
             "panel count ratio (detector / VLM)",

@@ -28,6 +28,7 @@ from dataspec.errors import DataSpecError, Note
 from dataspec.imagesize import image_size
 from dataspec.io import atomic_open, atomic_write_bytes, dumps
 from dataspec.keys import norm_path, page_key
+from dataspec.normalize.boxes import MAX_COORD
 from dataspec.paths import ImageResolver
 
 from .coco import CocoError, CocoPages, load_coco
@@ -43,10 +44,20 @@ from .emit import (
     write_if_changed,
 )
 from .images import image_problem, regular_file_problem
-from .match import AMBIGUITY_COLUMNS, MatchResult, match_pages
+from .manifest import Manifest, ManifestError, load_manifest
+from .match import AMBIGUITY_COLUMNS, MatchResult, image_key, match_pages
 from .problems import PROBLEM_COLUMNS, Problem, echo_problems, shard_path, write_csv
 from .score import SUBSETS, score_page, subsets_of
-from .vlm import MapEntry, VlmFile, load_vlm_map, read_vlm, scan_vlm_dir, vlm_stats
+from .vlm import (
+    TRUNCATED,
+    MapEntry,
+    VlmFile,
+    load_vlm_map,
+    read_vlm,
+    reply_repairs,
+    scan_vlm_dir,
+    vlm_stats,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -79,6 +90,8 @@ CSV_COLUMNS = (
     "quality_score",
     "is_perfect_match",
     "match_tier",
+    "vlm_repairs",
+    "vlm_truncated",
 )
 SKIP_COLUMNS = (
     "image_id",
@@ -122,6 +135,8 @@ class Options:
     output_csv: str
     vlm_dir: str | None = None
     vlm_map: str | None = None
+    manifest: str | None = None
+    """CSV `canonical_id,absolute_image_path` (see `analyzer.manifest`)."""
     image_roots: tuple[str, ...] = ()
     num_workers: int = 1
     fuzzy: bool = False
@@ -165,6 +180,8 @@ class _Task(NamedTuple):
     key: str
     target: str | None
     pre_skip: str | None
+    manifest_image: str | None
+    """The image the manifest lists for the page's VLM JSON (tried first), if any."""
 
 
 @dataclass
@@ -193,6 +210,11 @@ class _Result(NamedTuple):
     rcnn_count: int
     vlm_count: int
     problems: tuple[Problem, ...]
+    repairs: tuple[str, ...] = ()
+    """Repair codes of the VLM reply (`vlm_repairs`)."""
+    truncated: bool = False
+    empty: bool = False
+    """The VLM JSON is an empty model reply."""
 
 
 _STATE: dict[str, Any] = {}
@@ -204,6 +226,10 @@ def _init_worker(config: _WorkerConfig) -> None:
 
 
 _EMBEDDED = "read as that block (a reply wrapped in prose, or a file cut short?)"
+_TRUNCATED = (
+    "reply cut short (truncated): read as far as it goes; never a perfect match, "
+    "paired with detections by overlap only"
+)
 
 
 def _fmt(value: float) -> str:
@@ -221,16 +247,25 @@ def _resolve(resolver: ImageResolver, task: _Task, problems: list[Problem]) -> s
     """
     if not (task.image_path or task.vlm_path):
         return ""
+    found: str | None = None
+    listed = task.manifest_image
+    if listed and image_key(listed) != image_key(task.image_path):
+        try:  # the manifest's image first; the same checks apply
+            found = str(resolver.resolve(listed, None))
+        except DataSpecError:
+            found = None
+        if found is not None:
+            why = _not_this_page(task, found)
+            if why is None:
+                return found
+            why = f"listed in the manifest for {task.vlm_path} but {why}: not used"
+            problems.append(Problem(found, "", why))
     try:
-        found: str | None = str(resolver.resolve(task.image_path or None, task.vlm_path))
+        found = str(resolver.resolve(task.image_path or None, task.vlm_path))
     except DataSpecError:
         found = None
     if found is not None:
-        why = regular_file_problem(found)
-        if why is None and task.image_path:
-            want, got = page_key(task.image_path), page_key(found)
-            if want.series and got.series and want.series_page != got.series_page:
-                why = f"the image of another page ({got.series_page}, not {want.series_page})"
+        why = _not_this_page(task, found)
         if why is None:
             return found
         problems.append(
@@ -240,6 +275,29 @@ def _resolve(resolver: ImageResolver, task: _Task, problems: list[Problem]) -> s
     if unusable is not None:
         problems.append(Problem(unusable[0], "", f"{unusable[1]}: not used as an image"))
     return ""
+
+
+def _not_this_page(task: _Task, found: str) -> str | None:
+    """Why an image found for a page cannot be its image (no regular file, another page)."""
+    why = regular_file_problem(found)
+    if why is None and task.image_path:
+        want, got = page_key(task.image_path), page_key(found)
+        if want.series and got.series and want.series_page != got.series_page:
+            why = f"the image of another page ({got.series_page}, not {want.series_page})"
+    return why
+
+
+def _page_size(task: _Task, resolved: str) -> tuple[int, int] | None:
+    """The page's size: the COCO image record's, else the resolved image's header (read
+    once, no pixel decode); None when neither gives one (VLM `box_2d` stays unknown)."""
+    if task.width and task.height:
+        return (task.width, task.height)
+    if not resolved:
+        return None
+    size = image_size(resolved)
+    if size is None or max(size) > MAX_COORD:
+        return None
+    return size
 
 
 def _unusable_entry(resolver: ImageResolver, image_path: str) -> tuple[str, str] | None:
@@ -283,9 +341,11 @@ def _process_page(
     problems: list[Problem] = []
     resolved = _resolve(resolver, task, problems)
     rcnn = int(np.count_nonzero(scores >= config.min_det_score))
-    size = (task.width, task.height) if task.width and task.height else None
+    size = _page_size(task, resolved) if task.vlm_path else None
     records = None
     tier = task.tier
+    repairs: tuple[str, ...] = ()
+    truncated = empty = False
     if task.vlm_path:
         notes: list[Note] = []
         try:
@@ -295,14 +355,17 @@ def _process_page(
                 caption_as_narration=config.caption_as_narration,
                 notes=notes,
             )
-            problems += [
-                Problem(task.vlm_path, n.where, f"{n.message}: {_EMBEDDED}")
-                for n in notes
-                if n.code == "embedded_json"
-            ]
+            repairs = reply_repairs(notes)
+            truncated = TRUNCATED in repairs
+            for n in notes:
+                if n.code == "embedded_json":
+                    problems.append(Problem(task.vlm_path, n.where, f"{n.message}: {_EMBEDDED}"))
+                elif n.code == TRUNCATED:
+                    problems.append(Problem(task.vlm_path, n.where, f"{n.message}: {_TRUNCATED}"))
         except DataSpecError as exc:
             problems.append(Problem(exc.file or task.vlm_path, exc.where or "", exc.reason))
             tier = "vlm_unreadable"
+            empty = exc.reason.startswith("empty reply")
         except Exception as exc:  # a document no rule expected: reported, never fatal
             problems.append(Problem(task.vlm_path, "", f"{type(exc).__name__}: {exc}"))
             tier = "vlm_unreadable"
@@ -310,7 +373,7 @@ def _process_page(
     subsets: tuple[str, ...] = ()
     if records is not None:
         stats = vlm_stats(records)
-        scored = score_page(rcnn, stats.panels, stats.with_text, mincov)
+        scored = score_page(rcnn, stats.panels, stats.with_text, mincov, truncated=truncated)
         subsets = subsets_of(scored, mincov)
         numbers = (
             stats.panels,
@@ -340,6 +403,8 @@ def _process_page(
             rcnn,
             *numbers,
             tier,
+            ";".join(repairs),
+            truncated,
         )
     )
     outcome = output = None
@@ -349,7 +414,16 @@ def _process_page(
         vlm_count = len(records)
         if emit:
             outcome, output, usable = _emit(
-                task, boxes, scores, records, subsets, resolved, size, config.emit, problems
+                task,
+                boxes,
+                scores,
+                records,
+                subsets,
+                resolved,
+                size,
+                config.emit,
+                problems,
+                repairs,
             )
             rcnn_count = usable if usable >= 0 else rcnn_count
     return _Result(
@@ -367,6 +441,9 @@ def _process_page(
         rcnn_count=rcnn_count,
         vlm_count=vlm_count,
         problems=tuple(problems),
+        repairs=repairs,
+        truncated=truncated,
+        empty=empty,
     )
 
 
@@ -380,10 +457,11 @@ def _emit(
     size: tuple[int, int] | None,
     opts: EmitOptions,
     problems: list[Problem],
+    repairs: tuple[str, ...] = (),
 ) -> tuple[str, str | None, int]:
     """(outcome, written path, usable detections or -1) of one matched page.
 
-    The checks run in the order of `SKIP_REASONS`.
+    The checks run in the order of `SKIP_REASONS`. `size` is the page's (`_page_size`).
     """
     if opts.subsets is not None and not opts.subsets.intersection(subsets):
         return "not_selected", None, -1
@@ -398,15 +476,14 @@ def _emit(
             return "bad_image", None, -1
     if len(scores) == 0:
         return "no_detections", None, 0
+    truncated = TRUNCATED in repairs
     try:
-        if size is None and resolved and bad_image is None:
-            size = image_size(resolved)
         dets = detections(boxes, scores, opts.min_det_score, size)
         if not dets:
             return "no_dets_after_threshold", None, 0
         if opts.require_equal_counts and len(dets) != len(records):
             return "equal_count_mismatch", None, len(dets)
-        pairs, pairing = pair_panels(dets, records)
+        pairs, pairing = pair_panels(dets, records, by_order=not truncated)
         if not pairs and not opts.keep_unpaired:
             return "zero_pairs", None, len(dets)
         assert task.target is not None
@@ -420,6 +497,8 @@ def _emit(
             image_id=task.image_id,
             vlm_json_path=task.vlm_path or "",
             match_tier=task.tier,
+            vlm_repairs=repairs,
+            vlm_truncated=truncated,
         )
         data = dumps(page)
         try:
@@ -480,6 +559,13 @@ class Summary:
     problems: int = 0
     ambiguities: int = 0
     written: list[str] = field(default_factory=list)
+    repairs: Counter[str] = field(default_factory=Counter)
+    """Matched pages by repair code of their VLM reply."""
+    repaired: int = 0
+    """Matched pages whose VLM reply needed any repair."""
+    truncated: int = 0
+    empty: int = 0
+    """Pages whose VLM JSON is an empty reply (unreadable)."""
 
     @property
     def emitted(self) -> int:
@@ -510,6 +596,12 @@ class Summary:
         out.append(
             f"text coverage: mean {mean:.3f}; matched pages with any text {self.with_text} "
             f"({pct(self.with_text, self.matched)})"
+        )
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(self.repairs.items()))
+        out.append(
+            f"vlm replies: repaired {self.repaired}"
+            + (f" ({codes})" if codes else "")
+            + f"; truncated {self.truncated}; empty replies {self.empty}"
         )
         if self.emit:
             reasons = ", ".join(
@@ -574,9 +666,10 @@ class _Plan:
     match: MatchResult
     names: dict[int, str]
     pre_skip: dict[int, str]
+    manifest: Manifest | None = None
 
     def chunks(self, pages: Sequence[int], emit: bool) -> Iterator[_Chunk]:
-        coco, match = self.coco, self.match
+        coco, match, manifest = self.coco, self.match, self.manifest
         for start in range(0, len(pages), CHUNK_PAGES):
             part = pages[start : start + CHUNK_PAGES]
             spans = [(int(coco.offsets[p]), int(coco.offsets[p + 1])) for p in part]
@@ -595,6 +688,11 @@ class _Plan:
                         key=match.key[p],
                         target=self.names.get(p),
                         pre_skip=self.pre_skip.get(p),
+                        manifest_image=(
+                            manifest.image_for(vlm.rel)
+                            if manifest is not None and vlm is not None
+                            else None
+                        ),
                     )
                 )
             rows = np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in spans])
@@ -707,8 +805,23 @@ def _load(opts: Options) -> CocoPages:
         raise RunError(f"{opts.coco}: {exc}") from exc
 
 
+def _load_manifest(opts: Options, problems: list[Problem]) -> Manifest | None:
+    if opts.manifest is None:
+        return None
+    try:
+        manifest = load_manifest(opts.manifest)
+    except ManifestError as exc:
+        raise RunError(str(exc)) from exc
+    problems += manifest.problems
+    return manifest
+
+
 def _match(
-    opts: Options, coco: CocoPages, problems: list[Problem], echo: Callable[[str], None]
+    opts: Options,
+    coco: CocoPages,
+    problems: list[Problem],
+    echo: Callable[[str], None],
+    manifest: Manifest | None = None,
 ) -> MatchResult:
     vlm_files: list[VlmFile] = []
     if opts.vlm_dir is not None:
@@ -723,7 +836,10 @@ def _match(
         except DataSpecError as exc:
             raise RunError(str(exc)) from exc
         problems += map_problems
-    echo(f"vlm: {len(vlm_files)} JSONs indexed, {len(entries)} map entries; matching pages …")
+    listed = f", {len(manifest)} manifest rows" if manifest is not None else ""
+    echo(
+        f"vlm: {len(vlm_files)} JSONs indexed, {len(entries)} map entries{listed}; matching pages …"
+    )
     keys = [page_key(p or str(i)) for p, i in zip(coco.paths, coco.ids, strict=True)]
     match = match_pages(
         coco.ids,
@@ -734,16 +850,24 @@ def _match(
         map_file=opts.vlm_map,
         vlm_dir=opts.vlm_dir,
         fuzzy=opts.fuzzy,
+        manifest=manifest.by_image if manifest is not None else None,
     )
     problems += match.problems
     return match
 
 
+_TIER_COLUMN = CSV_COLUMNS.index("match_tier")
+
+
 def _tally(summary: Summary, r: _Result) -> None:
     summary.pages += 1
     summary.images_found += r.exists
-    summary.tiers[r.row[-1]] += 1
+    summary.tiers[r.row[_TIER_COLUMN]] += 1
+    summary.empty += r.empty
     if r.matched:
+        summary.repairs.update(r.repairs)
+        summary.repaired += bool(r.repairs)
+        summary.truncated += r.truncated
         summary.matched += 1
         summary.coverage_sum += r.coverage
         summary.with_text += r.with_text
@@ -759,7 +883,8 @@ def run(opts: Options, echo: Callable[[str], None] = click.echo) -> Summary:
         f"detections: {len(coco)} images, {coco.annotations} annotations, "
         f"{len(coco.scores)} panel detections (categories {sorted(coco.panel_ids)})"
     )
-    match = _match(opts, coco, problems, echo)
+    manifest = _load_manifest(opts, problems)
+    match = _match(opts, coco, problems, echo, manifest)
     order = sorted(range(len(coco)), key=lambda i: _sort_key(coco, i))
     names: dict[int, str] = {}
     pre_skip: dict[int, str] = {}
@@ -779,7 +904,7 @@ def run(opts: Options, echo: Callable[[str], None] = click.echo) -> Summary:
         caption_as_narration=opts.caption_as_narration,
         emit=opts.emit,
     )
-    plan = _Plan(coco, match, names, pre_skip)
+    plan = _Plan(coco, match, names, pre_skip, manifest)
     summary = Summary(emit=opts.emit is not None)
     limit = opts.emit.limit if opts.emit is not None else None
     outcomes: dict[int, _Outcome] = {}

@@ -47,11 +47,20 @@ class PageScore:
     coverage: float
     score: float
     perfect: bool
+    truncated: bool = False
+    """The VLM reply was cut short: its panel count is only a lower bound."""
 
 
-def score_page(rcnn_panels: int, vlm_panels: int, with_text: int, min_coverage: float) -> PageScore:
+def score_page(
+    rcnn_panels: int,
+    vlm_panels: int,
+    with_text: int,
+    min_coverage: float,
+    *,
+    truncated: bool = False,
+) -> PageScore:
     """Score a matched page. Ratio and coverage are 0 when the VLM has no panels;
-    perfect means equal, non-zero counts.
+    perfect means equal, non-zero counts of a reply that was not cut short.
     """
     ratio = rcnn_panels / vlm_panels if vlm_panels else 0.0
     coverage = with_text / vlm_panels if vlm_panels else 0.0
@@ -59,12 +68,20 @@ def score_page(rcnn_panels: int, vlm_panels: int, with_text: int, min_coverage: 
         ratio=ratio,
         coverage=coverage,
         score=quality_score(ratio, coverage, vlm_panels, min_coverage),
-        perfect=vlm_panels > 0 and rcnn_panels == vlm_panels,
+        perfect=not truncated and vlm_panels > 0 and rcnn_panels == vlm_panels,
+        truncated=truncated,
     )
 
 
 def subsets_of(page: PageScore, min_coverage: float) -> tuple[str, ...]:
-    """The subset tiers of a matched page, in `SUBSETS` order."""
+    """The subset tiers of a matched page, in `SUBSETS` order.
+
+    A truncated reply's panels stop where the reply was cut, so its counts say nothing:
+    such a page is in no count-based subset (`perfect`, `perfect_with_text`,
+    `near_perfect`) and its quality tier is `low_quality` whatever its score.
+    """
+    if page.truncated:
+        return ("low_quality",)
     out: list[str] = []
     if page.perfect:
         out.append("perfect")

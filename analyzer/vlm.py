@@ -6,9 +6,10 @@ The index holds paths and keys only; a VLM document is read when its page is pro
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from dataspec.paths import IMAGE_EXTS, windows_to_local
 from .problems import Problem
 
 __all__ = [
+    "REPAIR_CODES",
     "VLM_MAX_BYTES",
     "MapEntry",
     "VlmFile",
@@ -32,6 +34,7 @@ __all__ = [
     "load_vlm_map",
     "locate_map_vlm",
     "read_vlm",
+    "reply_repairs",
     "scan_vlm_dir",
     "vlm_stats",
 ]
@@ -40,6 +43,45 @@ __all__ = [
 VLM_MAX_BYTES = 64 * 1024 * 1024
 """Largest VLM JSON read (64 MiB); one page's analysis is a few KiB, so a bigger file is
 reported as a problem, never loaded into memory."""
+
+_KNOWN_REPAIRS = frozenset(
+    {
+        "markdown_fence",
+        "markdown_marker",
+        "unescaped_quote",
+        "invalid_escape",
+        "missing_comma",
+        "trailing_comma",
+        "python_literal",
+        "js_undefined",
+        "non_standard_number",
+        "extra_value",
+        "truncated",
+    }
+)
+
+
+def _repair_codes() -> frozenset[str]:
+    """dataspec's repair note codes (`dataspec.normalize.repair.REPAIR_CODES`), plus
+    `embedded_json` (a reply wrapped in prose); the known codes while that module is absent."""
+    try:
+        module = importlib.import_module("dataspec.normalize.repair")
+        codes = frozenset(str(c) for c in getattr(module, "REPAIR_CODES", ()))
+    except ImportError:
+        codes = frozenset()
+    return (codes or _KNOWN_REPAIRS) | {"embedded_json"}
+
+
+REPAIR_CODES = _repair_codes()
+"""Note codes that mean a VLM reply was repaired to be read (the `vlm_repairs` column)."""
+
+TRUNCATED = "truncated"
+"""The note code of a reply cut short (read as far as it goes)."""
+
+
+def reply_repairs(notes: Sequence[Note]) -> tuple[str, ...]:
+    """The repair codes among a reply's notes, sorted, each once."""
+    return tuple(sorted({n.code for n in notes if n.code in REPAIR_CODES}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +282,16 @@ def read_vlm(
     notes: list[Note] | None = None,
 ) -> list[PanelRecord]:
     """The panels of one VLM JSON (dataspec's text rules); `notes` (if given) gets what
-    reading had to repair (a BOM, cp1252, NaN literals, JSON taken from surrounding text).
+    reading had to repair (a BOM, cp1252, NaN literals, JSON taken from surrounding text,
+    the repairs of `REPAIR_CODES`, a reply cut short: `truncated`).
 
     Raises `DataSpecError` naming the file for anything that cannot be read as one: not a
     regular file, larger than `VLM_MAX_BYTES`, unreadable, not JSON, nested too deeply,
-    numbers beyond any range, no panel list.
+    numbers beyond any range, no panel list. An empty model reply (an empty file, `message:
+    null`, empty content, zero completion tokens) is one whose reason starts "empty reply".
     """
     notes = notes if notes is not None else []
+    obj: Any = None
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -260,12 +305,20 @@ def read_vlm(
             file=path,
         )
     try:
-        obj: Any = decode_bytes(read_bytes(path), notes)
+        raw = read_bytes(path)
+        if not raw or raw.isspace():
+            raise DataSpecError("empty reply (empty file)", file=path)
+        obj = decode_bytes(raw, notes)
         records, more = read_panels(
             obj, page_size=page_size, caption_as_narration=caption_as_narration
         )
         notes += more
     except DataSpecError as exc:
+        empty = _empty_reply(obj) if obj is not None else None
+        if obj is None and exc.reason.startswith("empty file"):
+            empty = "empty file"
+        if empty is not None:
+            raise DataSpecError(f"empty reply ({empty})", file=path) from None
         if exc.file is None:
             raise DataSpecError(exc.reason, file=path, where=exc.where) from None
         raise
@@ -276,6 +329,46 @@ def read_vlm(
             f"unreadable VLM JSON ({type(exc).__name__}: {exc})", file=path
         ) from None
     return records
+
+
+_REPLY_KEYS = ("message", "content", "text", "response", "output", "choices", "candidates")
+_TOKEN_KEYS = ("completion_tokens", "output_tokens", "candidatesTokenCount", "total_tokens")
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and not value)
+
+
+def _empty_reply(obj: Any) -> str | None:
+    """What makes a document without panels an empty model reply, or None.
+
+    Empty: a reply field (`message`, `content`, `choices`, …) that is null or empty, the
+    first choice's message or content null or empty, or zero completion tokens in `usage`.
+    """
+    if isinstance(obj, list) and len(obj) == 1:
+        obj = obj[0]
+    if not isinstance(obj, dict):
+        return None
+    for key in _REPLY_KEYS:
+        if key in obj and _blank(obj[key]):
+            return f"{key} is {'null' if obj[key] is None else 'empty'}"
+    for key in ("choices", "candidates"):
+        items = obj.get(key)
+        first = items[0] if isinstance(items, list) and items else None
+        if isinstance(first, dict):
+            inner = first.get("message", first.get("content"))
+            if _blank(inner):
+                return f"{key}[0] has no message"
+            if isinstance(inner, dict):
+                content = inner.get("content", inner.get("parts"))
+                if _blank(content):
+                    return f"{key}[0] message content is empty"
+    usage = obj.get("usage", obj.get("usageMetadata"))
+    if isinstance(usage, dict):
+        for key in _TOKEN_KEYS:
+            if key in usage and usage[key] == 0 and not isinstance(usage[key], bool):
+                return f"usage.{key} is 0"
+    return None
 
 
 def vlm_stats(records: list[PanelRecord]) -> VlmStats:

@@ -170,7 +170,10 @@ def damage(corpus: SampleCorpus, *, nan_literals: bool) -> Bad:
 
     vlm_case("invalid", const(b'{"panels": [{"a": 1},, ]}'), error=r"not valid JSON")
     vlm_case("empty", const(b""), error=r"empty file")
-    vlm_case("truncated", lambda _, raw: raw[: len(raw) // 2], error=r"not valid JSON")
+    # cut in half: read as far as it goes (dataspec's repair, `truncated`) or unreadable;
+    # named either way
+    half = lambda _, raw: raw[: len(raw) // 2]  # noqa: E731
+    vlm_case("truncated", half, tier=None, error=r"not valid JSON|cut short")
 
     def cut_after_panels(doc: dict[str, Any], _: bytes) -> bytes:
         return json.dumps({"panels": doc["panels"], "meta": [1, 2]}).encode()[:-4]
@@ -381,7 +384,7 @@ def test_corrupt_corpus_runs_to_the_end(run_cli, corpus, tmp_path, nan_literals)
                 if (e["file"].startswith(exp.error_file) or row["image_path"] in e["problem"])
                 and re.search(exp.error or ".", e["problem"])
             ]
-            if exp.tier is None and exp.name != "truncated_after_panels":
+            if exp.tier is None and exp.name not in ("truncated_after_panels", "truncated"):
                 assert row["has_vlm_data"] == "True" or hits, (exp.name, row, errors)
             else:
                 assert hits, (exp.name, exp.error_file, errors)
@@ -404,10 +407,16 @@ def test_the_damaged_files_one_by_one(corpus, tmp_path) -> None:
     bad = damage(corpus, nan_literals=True)
     records = truth(corpus)
     vlm = {e.name: corpus.vlm_dir / records[e.image]["vlm_json"] for e in bad.expects}
-    for name in ("invalid", "empty", "truncated", "deep", "null", "binary", "oversized"):
+    for name in ("invalid", "empty", "deep", "null", "binary", "oversized"):
         with pytest.raises(dataspec.DataSpecError) as info:
             read_vlm(str(vlm[name]))
         assert info.value.file == str(vlm[name])
+    notes: list[dataspec.Note] = []
+    try:  # a file cut in half: read as far as it goes, and said so, or unreadable
+        read_vlm(str(vlm["truncated"]), notes=notes)
+        assert "truncated" in {n.code for n in notes}
+    except dataspec.DataSpecError as exc:
+        assert exc.file == str(vlm["truncated"])
     for name in ("bom", "cp1252", "nan_infinity", "huge_float", "large", "strings_for_numbers"):
         assert read_vlm(str(vlm[name]))
     assert read_vlm(str(vlm["zero_panels"])) == []

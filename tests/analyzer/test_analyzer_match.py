@@ -60,8 +60,10 @@ def test_fuzzy_tier_only_when_asked(run_cli, corpus, tmp_path) -> None:
 def test_two_vlm_files_for_one_page_are_reported(run_cli, corpus, tmp_path) -> None:
     series = _plain_series(corpus)[0]
     src = corpus.vlm_dir / series / "JPG4CBZ_0002.json"
-    dup = corpus.vlm_dir / series / "JPG4CBZ" / "0002.json"  # the same exact key
-    dup.parent.mkdir()
+    # the same exact key in another folder above the series (`<Series>/JPG4CBZ/0002.json`
+    # would be the image's own path, which the canonical_id tier prefers)
+    dup = corpus.vlm_dir / "batch 2" / series / "JPG4CBZ_0002.json"
+    dup.parent.mkdir(parents=True)
     shutil.copy(src, dup)
     other = corpus.vlm_dir / series / "0001.json"  # same page as JPG4CBZ_0001, other key
     shutil.copy(corpus.vlm_dir / series / "JPG4CBZ_0001.json", other)

@@ -118,7 +118,19 @@ def test_panel_category_names_and_a_bare_results_list(run_cli, corpus, tmp_path)
 
 @pytest.mark.parametrize(
     "module",
-    ["cli", "coco", "emit", "match", "merge", "problems", "report", "run", "score", "subset", "vlm"],
+    [
+        "cli",
+        "coco",
+        "emit",
+        "match",
+        "merge",
+        "problems",
+        "report",
+        "run",
+        "score",
+        "subset",
+        "vlm",
+    ],
 )
 def test_all_names_exist(module: str) -> None:
     mod = importlib.import_module(f"analyzer.{module}")

@@ -57,5 +57,10 @@ def test_report_of_a_real_run(corpus: SampleCorpus, tmp_path: Path, run_cli: Run
     assert parsed.tags.count("table") == 3  # match tiers, subsets, skip reasons
     assert parsed.images and all(src.startswith("data:image/jpeg;base64,") for src in parsed.images)
     assert parsed.urls == []  # offline: nothing fetched
-    for needle in ("Match tiers", "perfect_with_text", "zero_pairs", "Sample pages per skip reason"):
+    for needle in (
+        "Match tiers",
+        "perfect_with_text",
+        "zero_pairs",
+        "Sample pages per skip reason",
+    ):
         assert needle in text
