@@ -250,27 +250,30 @@ class Page(BaseModel):
             raise ValueError(
                 f"reading_order {self.reading_order} is not a permutation of 0..{n - 1}"
             )
-        for i, panel in enumerate(self.panels):
-            if panel.text_items is None:
-                continue
-            for kind in TEXT_KINDS:
-                said = [t.text for t in panel.text_items if t.kind == kind]
-                if said != getattr(panel.text, kind):
-                    raise ValueError(
-                        f"panels[{i}]: text.{kind} is not the text_items of kind {kind!r}"
-                    )
-        if self.page_size is not None:
-            width, height = self.page_size.width, self.page_size.height
-            for i, panel in enumerate(self.panels):
+        size = self.page_size
+        width, height = (size.width, size.height) if size is not None else (0, 0)
+        for i, panel in enumerate(self.panels):  # one pass: this is the strict loader's hot path
+            if size is not None:
                 x, y, w, h = panel.panel_coords
                 if x + w > width or y + h > height:
                     raise ValueError(
                         f"panels[{i}]: box {[x, y, w, h]} lies outside the page {width}x{height}"
                     )
-                if not (
-                    panel.character_coords or panel.text_items or panel.characters or panel.faces
-                ):
-                    continue
+            if (
+                panel.character_coords is None
+                and panel.text_items is None
+                and panel.characters is None
+                and panel.faces is None
+            ):
+                continue
+            if panel.text_items is not None:
+                for kind in TEXT_KINDS:
+                    said = [t.text for t in panel.text_items if t.kind == kind]
+                    if said != getattr(panel.text, kind):
+                        raise ValueError(
+                            f"panels[{i}]: text.{kind} is not the text_items of kind {kind!r}"
+                        )
+            if size is not None:
                 for where, (x, y, w, h) in panel.extra_boxes():
                     if x + w > width or y + h > height:
                         raise ValueError(

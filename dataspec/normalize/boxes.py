@@ -128,6 +128,17 @@ _DICT_FORMS: tuple[tuple[tuple[str, str, str, str], Layout], ...] = (
 )
 
 
+BOX_FIELD_NAMES = frozenset(
+    [k.lower() for k, _ in BOX_KEYS] + [n for names, _ in _DICT_FORMS for n in names]
+)
+"""Every key (lower case) that `read_box` may read a box from."""
+
+
+def may_hold_box(obj: dict[str, Any]) -> bool:
+    """Cheap pre-check: False when no key of `obj` is one `read_box` reads."""
+    return any(str(k).lower() in BOX_FIELD_NAMES for k in obj)
+
+
 def read_dict_box(obj: dict[str, Any], key: str) -> RawBox | None:
     """A box from a dict form such as `{x, y, w, h}` or `{xmin, ymin, xmax, ymax}`."""
     lowered = {str(k).lower(): v for k, v in obj.items()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Note
-from .boxes import RawBox, read_box
+from .boxes import RawBox, may_hold_box, read_box
 
 DIALOGUE, NARRATION, SFX = "dialogue", "narration", "sfx"
 
@@ -249,11 +249,12 @@ def _entries(
             bucket, known = entry["kind"], True
         if not known:
             notes.append(Note("text_label_unknown", f"label {kind!r} read as dialogue", here))
-        speaker = next(
-            (s for s in (clean_line(entry.get(k)) for k in _SPEAKER_KEYS) if s is not None), None
-        )
+        speaker = None
+        for key in _SPEAKER_KEYS:
+            if key in entry and (speaker := clean_line(entry[key])) is not None:
+                break
         label = clean_line(kind) if isinstance(kind, str) else None
-        raw = read_box(entry)
+        raw = read_box(entry) if may_hold_box(entry) else None
         if canonical and raw is not None and raw.layout == "ambiguous":
             raw = RawBox(raw.values, "xywh", raw.key)
         detail = LineDetail(label, speaker, raw)
