@@ -49,6 +49,7 @@ from .match import AMBIGUITY_COLUMNS, MatchResult, image_key, match_pages
 from .problems import PROBLEM_COLUMNS, Problem, echo_problems, shard_path, write_csv
 from .score import SUBSETS, score_page, subsets_of
 from .vlm import (
+    EMPTY_REPLY,
     TRUNCATED,
     MapEntry,
     VlmFile,
@@ -365,7 +366,7 @@ def _process_page(
         except DataSpecError as exc:
             problems.append(Problem(exc.file or task.vlm_path, exc.where or "", exc.reason))
             tier = "vlm_unreadable"
-            empty = exc.reason.startswith("empty reply")
+            empty = exc.code == EMPTY_REPLY
         except Exception as exc:  # a document no rule expected: reported, never fatal
             problems.append(Problem(task.vlm_path, "", f"{type(exc).__name__}: {exc}"))
             tier = "vlm_unreadable"

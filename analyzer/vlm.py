@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 
+EMPTY_REPLY = "empty_reply"
+"""`DataSpecError.code` of an empty model reply (dataspec's rule; an empty file is one too)."""
+
 VLM_MAX_BYTES = 64 * 1024 * 1024
 """Largest VLM JSON read (64 MiB); one page's analysis is a few KiB, so a bigger file is
 reported as a problem, never loaded into memory."""
@@ -178,6 +181,8 @@ def load_vlm_map(path: str | os.PathLike[str]) -> tuple[list[MapEntry], list[Pro
     obj = decode_bytes(read_bytes(file), notes) if os.path.exists(file) else None
     if obj is None:
         raise DataSpecError("no such file", file=file)
+    if any(n.code == TRUNCATED for n in notes):  # its last entries would be lost unseen
+        raise DataSpecError("the VLM map is cut short (not valid JSON)", file=file)
     entries: list[MapEntry] = []
     problems: list[Problem] = []
     if isinstance(obj, dict):
@@ -307,20 +312,17 @@ def read_vlm(
     try:
         raw = read_bytes(path)
         if not raw or raw.isspace():
-            raise DataSpecError("empty reply (empty file)", file=path)
+            raise DataSpecError("empty reply (empty file)", file=path, code=EMPTY_REPLY)
         obj = decode_bytes(raw, notes)
         records, more = read_panels(
             obj, page_size=page_size, caption_as_narration=caption_as_narration
         )
         notes += more
     except DataSpecError as exc:
-        empty = _empty_reply(obj) if obj is not None else None
         if obj is None and exc.reason.startswith("empty file"):
-            empty = "empty file"
-        if empty is not None:
-            raise DataSpecError(f"empty reply ({empty})", file=path) from None
+            raise DataSpecError("empty reply (empty file)", file=path, code=EMPTY_REPLY) from None
         if exc.file is None:
-            raise DataSpecError(exc.reason, file=path, where=exc.where) from None
+            raise exc.renamed(path) from None
         raise
     except RecursionError:
         raise DataSpecError("unreadable VLM JSON (nested too deeply)", file=path) from None
@@ -329,46 +331,6 @@ def read_vlm(
             f"unreadable VLM JSON ({type(exc).__name__}: {exc})", file=path
         ) from None
     return records
-
-
-_REPLY_KEYS = ("message", "content", "text", "response", "output", "choices", "candidates")
-_TOKEN_KEYS = ("completion_tokens", "output_tokens", "candidatesTokenCount", "total_tokens")
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list | dict) and not value)
-
-
-def _empty_reply(obj: Any) -> str | None:
-    """What makes a document without panels an empty model reply, or None.
-
-    Empty: a reply field (`message`, `content`, `choices`, …) that is null or empty, the
-    first choice's message or content null or empty, or zero completion tokens in `usage`.
-    """
-    if isinstance(obj, list) and len(obj) == 1:
-        obj = obj[0]
-    if not isinstance(obj, dict):
-        return None
-    for key in _REPLY_KEYS:
-        if key in obj and _blank(obj[key]):
-            return f"{key} is {'null' if obj[key] is None else 'empty'}"
-    for key in ("choices", "candidates"):
-        items = obj.get(key)
-        first = items[0] if isinstance(items, list) and items else None
-        if isinstance(first, dict):
-            inner = first.get("message", first.get("content"))
-            if _blank(inner):
-                return f"{key}[0] has no message"
-            if isinstance(inner, dict):
-                content = inner.get("content", inner.get("parts"))
-                if _blank(content):
-                    return f"{key}[0] message content is empty"
-    usage = obj.get("usage", obj.get("usageMetadata"))
-    if isinstance(usage, dict):
-        for key in _TOKEN_KEYS:
-            if key in usage and usage[key] == 0 and not isinstance(usage[key], bool):
-                return f"usage.{key} is 0"
-    return None
 
 
 def vlm_stats(records: list[PanelRecord]) -> VlmStats:

@@ -256,6 +256,8 @@ def test_wild_values_of_the_production_schema() -> None:
         {"choices": [{"message": {"role": "assistant", "content": "  "}}]},
         {"candidates": [{"content": {"parts": []}, "finishReason": "STOP"}]},
         {"choices": []},
+        {"message": None, "usage": {"completion_tokens": 0}},
+        {"model": "gemini-2.5-flash", "usage": {"completion_tokens": 0}, "finish_reason": "stop"},
     ],
 )
 def test_empty_replies_are_a_named_error(reply: dict[str, Any]) -> None:

@@ -313,26 +313,47 @@ def _locate(
     return obj, None, where
 
 
+_REPLY_KEYS = ("message", "content", "response", "output")
+_TOKEN_KEYS = ("completion_tokens", "output_tokens", "candidatesTokenCount")
+
+
+def _blank(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, list | dict) and not value)
+
+
 def _empty_reply(obj: dict[str, Any]) -> str | None:
-    """Why a chat-completion or Gemini reply holds no answer at all; None if it holds one."""
-    for key, inner in (("choices", "message"), ("candidates", "content")):
+    """Why a model reply with no panel list holds no answer at all; None if it may hold one.
+
+    Empty: the first choice's (chat completion) or candidate's (Gemini) message or content
+    null, empty or blank, no choices at all, a top-level reply field (`message`, `content`,
+    `response`, `output`) null or empty, or zero completion tokens in `usage`.
+    """
+    if any(k in obj for k in PANEL_LIST_KEYS) or any(k in obj for k in IMAGE_KEYS):
+        return None
+    for key in ("choices", "candidates"):
         value = obj.get(key)
-        if not isinstance(value, list) or any(k in obj for k in PANEL_LIST_KEYS):
+        if not isinstance(value, list):
             continue
         first = value[0] if value else None
         if not isinstance(first, dict):
             return f"{key} is empty"
-        message = first.get(inner, first.get("text"))
-        if message is None:
-            return f"{key}[0].{inner} is null"
-        if isinstance(message, dict):
-            content = message.get("content", message.get("parts"))
-            if content is None or (isinstance(content, str | list) and not content):
-                return f"{key}[0].{inner} has no content"
-            if isinstance(content, str) and not content.strip():
-                return f"{key}[0].{inner}.content is blank"
-        elif isinstance(message, str) and not message.strip():
-            return f"{key}[0].{inner} is blank"
+        inner = first.get("message", first.get("content", first.get("text")))
+        if _blank(inner):
+            return f"{key}[0] has no message"
+        if isinstance(inner, dict):
+            content = inner.get("content", inner.get("parts"))
+            if _blank(content):
+                return f"{key}[0] message content is empty"
+    for key in _REPLY_KEYS:
+        if key in obj and _blank(obj[key]):
+            return f"{key} is {'null' if obj[key] is None else 'empty'}"
+    usage = obj.get("usage", obj.get("usageMetadata"))
+    if isinstance(usage, dict):
+        for key in _TOKEN_KEYS:
+            if usage.get(key) == 0 and not isinstance(usage.get(key), bool):
+                return f"usage.{key} is 0"
     return None
 
 

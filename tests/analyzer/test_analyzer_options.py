@@ -59,6 +59,13 @@ def test_vlm_map_shapes(tmp_path: Path) -> None:
     ]
 
 
+def test_a_cut_short_vlm_map_is_an_error_not_a_shorter_map(tmp_path: Path) -> None:
+    path = tmp_path / "map.json"
+    path.write_text('["v/S/JPG4CBZ_0001.json", "v/S/JPG4CBZ_0002.json", "v/S/JPG4C', "utf-8")
+    with pytest.raises(dataspec.DataSpecError, match=r"map\.json: the VLM map is cut short"):
+        load_vlm_map(path)
+
+
 def test_vlm_map_as_a_list_of_paths(run_cli, corpus, tmp_path) -> None:
     paths = sorted(str(p) for p in corpus.vlm_dir.rglob("*.json"))
     map_path = tmp_path / "list.json"
