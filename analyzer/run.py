@@ -248,30 +248,22 @@ def _resolve(resolver: ImageResolver, task: _Task, problems: list[Problem]) -> s
     """
     if not (task.image_path or task.vlm_path):
         return ""
-    found: str | None = None
+    tries: list[tuple[str | None, str | None, str]] = []
     listed = task.manifest_image
-    if listed and image_key(listed) != image_key(task.image_path):
-        try:  # the manifest's image first; the same checks apply
-            found = str(resolver.resolve(listed, None))
+    if listed and image_key(listed) != image_key(task.image_path):  # the manifest's first
+        tries.append((listed, None, f"listed in the manifest for {task.vlm_path}"))
+    tries.append(
+        (task.image_path or None, task.vlm_path, f"found for {task.image_path or task.vlm_path}")
+    )
+    for image_path, json_path, how in tries:  # the same checks for each
+        try:
+            found = str(resolver.resolve(image_path, json_path))
         except DataSpecError:
-            found = None
-        if found is not None:
-            why = _not_this_page(task, found)
-            if why is None:
-                return found
-            why = f"listed in the manifest for {task.vlm_path} but {why}: not used"
-            problems.append(Problem(found, "", why))
-    try:
-        found = str(resolver.resolve(task.image_path or None, task.vlm_path))
-    except DataSpecError:
-        found = None
-    if found is not None:
+            continue
         why = _not_this_page(task, found)
         if why is None:
             return found
-        problems.append(
-            Problem(found, "", f"found for {task.image_path or task.vlm_path} but {why}: not used")
-        )
+        problems.append(Problem(found, "", f"{how} but {why}: not used"))
     unusable = _unusable_entry(resolver, task.image_path)
     if unusable is not None:
         problems.append(Problem(unusable[0], "", f"{unusable[1]}: not used as an image"))
