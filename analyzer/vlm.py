@@ -6,7 +6,6 @@ The index holds paths and keys only; a VLM document is read when its page is pro
 
 from __future__ import annotations
 
-import importlib
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ import orjson
 from dataspec.errors import DataSpecError, Note
 from dataspec.io import read_bytes
 from dataspec.keys import PageKey, page_key
-from dataspec.normalize import PanelRecord, read_panels
+from dataspec.normalize import PanelRecord, read_panels, repair
 from dataspec.normalize.decode import decode_bytes
 from dataspec.paths import IMAGE_EXTS, windows_to_local
 
@@ -47,35 +46,7 @@ VLM_MAX_BYTES = 64 * 1024 * 1024
 """Largest VLM JSON read (64 MiB); one page's analysis is a few KiB, so a bigger file is
 reported as a problem, never loaded into memory."""
 
-_KNOWN_REPAIRS = frozenset(
-    {
-        "markdown_fence",
-        "markdown_marker",
-        "unescaped_quote",
-        "invalid_escape",
-        "missing_comma",
-        "trailing_comma",
-        "python_literal",
-        "js_undefined",
-        "non_standard_number",
-        "extra_value",
-        "truncated",
-    }
-)
-
-
-def _repair_codes() -> frozenset[str]:
-    """dataspec's repair note codes (`dataspec.normalize.repair.REPAIR_CODES`), plus
-    `embedded_json` (a reply wrapped in prose); the known codes while that module is absent."""
-    try:
-        module = importlib.import_module("dataspec.normalize.repair")
-        codes = frozenset(str(c) for c in getattr(module, "REPAIR_CODES", ()))
-    except ImportError:
-        codes = frozenset()
-    return (codes or _KNOWN_REPAIRS) | {"embedded_json"}
-
-
-REPAIR_CODES = _repair_codes()
+REPAIR_CODES = frozenset(repair.REPAIR_CODES)
 """Note codes that mean a VLM reply was repaired to be read (the `vlm_repairs` column)."""
 
 TRUNCATED = "truncated"
@@ -293,7 +264,7 @@ def read_vlm(
     Raises `DataSpecError` naming the file for anything that cannot be read as one: not a
     regular file, larger than `VLM_MAX_BYTES`, unreadable, not JSON, nested too deeply,
     numbers beyond any range, no panel list. An empty model reply (an empty file, `message:
-    null`, empty content, zero completion tokens) is one whose reason starts "empty reply".
+    null`, empty content, zero completion tokens) has `code == EMPTY_REPLY`.
     """
     notes = notes if notes is not None else []
     obj: Any = None
