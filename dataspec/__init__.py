@@ -9,7 +9,7 @@ dataspec.dump(page, "out/page.json")                   # atomic, deterministic
 
 from .errors import DataSpecError, Note
 from .io import dump, dumps, load, load_with_notes, loads
-from .models import Box, Page, PageSize, Panel, PanelText, Source
+from .models import Box, Page, PageSize, Panel, PanelText, Source, UnpairedText
 from .normalize import normalize
 from .order import reading_order
 from .paths import ImageResolver, discover, windows_to_local
@@ -29,6 +29,7 @@ __all__ = [
     "Panel",
     "PanelText",
     "Source",
+    "UnpairedText",
     "discover",
     "dump",
     "dumps",

@@ -24,6 +24,7 @@ from pydantic import (
 
 __all__ = [
     "CROSS_FIELD_RULES",
+    "READING_ORDER_SOURCES",
     "TEXT_KINDS",
     "Box",
     "Character",
@@ -34,6 +35,7 @@ __all__ = [
     "PanelText",
     "Source",
     "TextItem",
+    "UnpairedText",
     "unknown_keys",
 ]
 
@@ -174,6 +176,15 @@ class Panel(BaseModel):
         description="Named characters in this panel, with boxes when known."
     )
     faces: list[Face] | None = _optional(description="Faces in this panel, with whose they are.")
+    text_known: Annotated[bool, Strict()] | None = _optional(
+        description="False: this panel's lettered text is not known (no source panel could be "
+        "paired with it), so its empty `text` says nothing; absent or true: `text` is the "
+        "panel's text (empty = no lettered text)."
+    )
+
+    def knows_text(self) -> bool:
+        """False when the panel's text is unknown (`text_known: false`), else True."""
+        return self.text_known is not False
 
     def extra_boxes(self) -> list[tuple[str, Box]]:
         """(JSON path below the panel, box) of every box besides `panel_coords`."""
@@ -190,6 +201,29 @@ class Panel(BaseModel):
                 if item.box is not None:
                     out.append((f"{name}[{i}].box", item.box))
         return out
+
+
+class UnpairedText(BaseModel):
+    """The text of a source panel no page panel could be paired with (spec: "unpaired_text[]").
+
+    Kept on the page, outside the panels, so nothing the source said is lost.
+    """
+
+    model_config = _CONFIG
+
+    vlm_panel: Annotated[int, Strict(), Field(ge=0)] = Field(
+        description="The source panel's position in the source's panel order (0-based)."
+    )
+    text: PanelText = Field(default_factory=PanelText)
+    description: Annotated[str, Strict()] | None = _optional()
+    text_items: list[TextItem] | None = _optional(
+        description="As `panels[].text_items`: when present, `text` is exactly their texts."
+    )
+
+
+READING_ORDER_SOURCES = ("vlm", "layout", "model", "truth")
+"""Where a page's `reading_order` came from: the VLM's panel order, the layout heuristic,
+a trained model, or human truth."""
 
 
 class PageSize(BaseModel):
@@ -221,6 +255,8 @@ CROSS_FIELD_RULES = (
     "reading_order is a permutation of range(len(panels))",
     "with page_size, every box (panel, character, text item, face) lies inside the page",
     "with text_items, each text bucket is exactly the texts of the items of its kind, in order",
+    "a panel with text_known false has no text and no text_items",
+    "reading_order_source only with reading_order",
 )
 """Rules the strict loader enforces that JSON Schema cannot express."""
 
@@ -240,8 +276,15 @@ class Page(BaseModel):
     reading_order: Annotated[list[Coord], _IntList] | None = _optional(
         description="Panel indices in reading order (a permutation)."
     )
+    reading_order_source: Literal["vlm", "layout", "model", "truth"] | None = _optional(
+        description="Where reading_order came from: the VLM's panel order, the layout "
+        "heuristic, a trained model, or human truth."
+    )
     page_size: PageSize | None = _optional()
     source: Source | None = _optional()
+    unpaired_text: list[UnpairedText] | None = _optional(
+        description="Text of source (VLM) panels that no panel could be paired with."
+    )
 
     @model_validator(mode="after")
     def _cross_field(self) -> Page:
@@ -250,6 +293,19 @@ class Page(BaseModel):
             raise ValueError(
                 f"reading_order {self.reading_order} is not a permutation of 0..{n - 1}"
             )
+        size = self.page_size
+        if self.reading_order_source is not None and self.reading_order is None:
+            raise ValueError("reading_order_source is set but there is no reading_order")
+        for k, item in enumerate(self.unpaired_text or ()):
+            if item.text_items is not None:
+                _check_items(item.text, item.text_items, f"unpaired_text[{k}]")
+                if size is not None:
+                    for j, t in enumerate(item.text_items):
+                        if t.box is not None and not _fits(t.box, size):
+                            raise ValueError(
+                                f"unpaired_text[{k}].text_items[{j}].box: box {list(t.box)} "
+                                f"lies outside the page {size.width}x{size.height}"
+                            )
         size = self.page_size
         width, height = (size.width, size.height) if size is not None else (0, 0)
         for i, panel in enumerate(self.panels):  # one pass: this is the strict loader's hot path
@@ -264,15 +320,15 @@ class Page(BaseModel):
                 and panel.text_items is None
                 and panel.characters is None
                 and panel.faces is None
+                and panel.text_known is None
             ):
                 continue
+            if panel.text_known is False and (
+                not panel.text.is_empty() or panel.text_items is not None
+            ):
+                raise ValueError(f"panels[{i}]: text_known is false but the panel has text")
             if panel.text_items is not None:
-                for kind in TEXT_KINDS:
-                    said = [t.text for t in panel.text_items if t.kind == kind]
-                    if said != getattr(panel.text, kind):
-                        raise ValueError(
-                            f"panels[{i}]: text.{kind} is not the text_items of kind {kind!r}"
-                        )
+                _check_items(panel.text, panel.text_items, f"panels[{i}]")
             if size is not None:
                 for where, (x, y, w, h) in panel.extra_boxes():
                     if x + w > width or y + h > height:
@@ -299,6 +355,16 @@ class Page(BaseModel):
         return self.model_dump(mode="json")
 
 
+def _fits(box: tuple[int, int, int, int], size: PageSize) -> bool:
+    return box[0] + box[2] <= size.width and box[1] + box[3] <= size.height
+
+
+def _check_items(text: PanelText, items: Sequence[TextItem], where: str) -> None:
+    for kind in TEXT_KINDS:
+        if [t.text for t in items if t.kind == kind] != getattr(text, kind):
+            raise ValueError(f"{where}: text.{kind} is not the text_items of kind {kind!r}")
+
+
 def extra_holders(page: Page) -> list[tuple[str, BaseModel]]:
     """(JSON path, model) for every part of a page that may carry unknown keys."""
     parts: list[tuple[str, BaseModel]] = [("$", page)]
@@ -311,6 +377,13 @@ def extra_holders(page: Page) -> list[tuple[str, BaseModel]]:
         for name in ("text_items", "characters", "faces"):
             items: list[BaseModel] = getattr(panel, name) or []
             parts.extend((f"$.panels[{i}].{name}[{j}]", item) for j, item in enumerate(items))
+    for k, unpaired in enumerate(page.unpaired_text or ()):
+        parts.append((f"$.unpaired_text[{k}]", unpaired))
+        parts.append((f"$.unpaired_text[{k}].text", unpaired.text))
+        parts.extend(
+            (f"$.unpaired_text[{k}].text_items[{j}]", item)
+            for j, item in enumerate(unpaired.text_items or ())
+        )
     return parts
 
 

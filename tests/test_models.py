@@ -18,7 +18,7 @@ def test_public_api_is_exactly_this() -> None:
     assert sorted(dataspec.__all__) == sorted(
         [
             "SPEC_VERSION", "Box", "DataSpecError", "ImageResolver", "Note", "Page", "PageSize",
-            "Panel", "PanelText", "Source", "discover", "dump", "dumps", "json_schema", "load",
+            "Panel", "PanelText", "Source", "UnpairedText", "discover", "dump", "dumps", "json_schema", "load",
             "load_with_notes", "loads", "normalize", "reading_order", "windows_to_local",
         ]
     )  # fmt: skip
@@ -152,7 +152,9 @@ def test_missing_file_is_a_dataspec_error(tmp_path: Path) -> None:
         dataspec.load(tmp_path / "nope.json")
 
 
-def test_strict_load_with_page_size_and_image_root(tmp_path: Path, canonical: dict[str, Any]) -> None:
+def test_strict_load_with_page_size_and_image_root(
+    tmp_path: Path, canonical: dict[str, Any]
+) -> None:
     from tests.conftest import write_image
 
     image = write_image(tmp_path / "root" / "Series" / "JPG4CBZ" / "0001.jpg")

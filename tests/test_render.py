@@ -18,8 +18,13 @@ def make_page(tmp_path: Path, name: str = "0001") -> Path:
     page = dataspec.Page(
         page_image_path=f"S/{name}.jpg",
         panels=[
-            dataspec.Panel(panel_coords=(210, 10, 180, 280), text=dataspec.PanelText(dialogue=["second"])),
-            dataspec.Panel(panel_coords=(10, 10, 180, 280), text=dataspec.PanelText(dialogue=["first line of text"])),
+            dataspec.Panel(
+                panel_coords=(210, 10, 180, 280), text=dataspec.PanelText(dialogue=["second"])
+            ),
+            dataspec.Panel(
+                panel_coords=(10, 10, 180, 280),
+                text=dataspec.PanelText(dialogue=["first line of text"]),
+            ),
         ],
         page_size=dataspec.PageSize(width=400, height=600),
     )
@@ -55,12 +60,83 @@ def test_cli_render_single_and_sheet(tmp_path: Path) -> None:
     make_page(tmp_path, "0002")
     runner = CliRunner()
     out = tmp_path / "one.png"
-    result = runner.invoke(main, ["render", str(first), "--image-root", str(tmp_path / "images"), "-o", str(out)])
+    result = runner.invoke(
+        main, ["render", str(first), "--image-root", str(tmp_path / "images"), "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (400, 600)
     result = runner.invoke(main, ["render", str(tmp_path / "pages"), "-o", str(out)])
     assert result.exit_code == 2 and "--contact-sheet" in result.output
     sheet = tmp_path / "sheet.png"
-    result = runner.invoke(main, ["render", str(tmp_path / "pages"), "--contact-sheet", "-o", str(sheet)])
+    result = runner.invoke(
+        main, ["render", str(tmp_path / "pages"), "--contact-sheet", "-o", str(sheet)]
+    )
     assert result.exit_code == 0 and "2 pages" in result.output
     assert Image.open(sheet).width > 400
+
+
+def _pairing_page(tmp_path: Path, *, unknown: bool) -> dataspec.Page:
+    """make_page's page; with `unknown`, its left panel's text is unknown and text is unplaced."""
+    page = dataspec.load(make_page(tmp_path))
+    if not unknown:
+        return page
+    data = page.to_json_dict()
+    data["panels"][1] = {"panel_coords": [10, 10, 180, 280], "text_known": False}
+    data["unpaired_text"] = [
+        {"vlm_panel": 2, "text": {"dialogue": ["lost line"], "sfx": ["BANG"]}},
+        {"vlm_panel": 3, "description": "A cat sleeps."},
+    ]
+    return dataspec.Page.model_validate(data)
+
+
+def test_render_unknown_text_and_unpaired_text(tmp_path: Path) -> None:
+    resolver = dataspec.ImageResolver(tmp_path / "images")
+    plain = render_page(_pairing_page(tmp_path, unknown=False), resolver=resolver)
+    page = _pairing_page(tmp_path, unknown=True)
+    assert not page.panels[1].knows_text() and page.unpaired_text
+    drawn = render_page(page, resolver=resolver)
+    assert drawn.tobytes() != plain.tobytes()
+    # the unpaired text is listed in a strip below the page: same width, taller
+    assert drawn.width == plain.width and drawn.height > plain.height
+    strip = drawn.crop((0, plain.height, drawn.width, drawn.height))
+    assert len(strip.getcolors(1 << 16) or []) > 2  # lines written on it
+    # the page above the strip: the unknown panel (left, read first) is dashed, the other solid
+    top_left = [drawn.getpixel((x, 10)) for x in range(20, 180)]
+    top_right = [drawn.getpixel((x, 10)) for x in range(230, 380)]
+    assert COLOURS[0] in top_left and any(p != COLOURS[0] for p in top_left)
+    assert all(p == COLOURS[1] for p in top_right)
+    # deterministic
+    assert render_page(page, resolver=resolver).tobytes() == drawn.tobytes()
+
+
+def test_render_unknown_panel_without_unpaired_text_keeps_the_size(tmp_path: Path) -> None:
+    page = _pairing_page(tmp_path, unknown=True).model_copy(update={"unpaired_text": None})
+    image = render_page(page, resolver=dataspec.ImageResolver(tmp_path / "images"))
+    assert image.size == (400, 600)
+
+
+def test_render_shows_the_reading_order_source(tmp_path: Path) -> None:
+    page = dataspec.load(make_page(tmp_path))
+    resolver = dataspec.ImageResolver(tmp_path / "images")
+    sourced = dataspec.Page.model_validate(
+        {**page.to_json_dict(), "reading_order": [1, 0], "reading_order_source": "layout"}
+    )
+    plain = render_page(
+        sourced.model_copy(update={"reading_order_source": None}), resolver=resolver
+    )
+    tagged = render_page(sourced, resolver=resolver)
+    assert tagged.size == plain.size
+    corner = (300, 0, 400, 30)
+    assert tagged.crop(corner).tobytes() != plain.crop(corner).tobytes()
+    assert tagged.crop((0, 100, 400, 600)).tobytes() == plain.crop((0, 100, 400, 600)).tobytes()
+
+
+def test_render_text_with_newlines(tmp_path: Path) -> None:
+    """Text holding newlines (as VLM replies do) is drawn on one line, in panels and the strip."""
+    data = _pairing_page(tmp_path, unknown=True).to_json_dict()
+    data["panels"][0]["text"] = {"dialogue": ["two\nlines"], "narration": ["a\n\nb"]}
+    data["unpaired_text"][0]["text"] = {"dialogue": ["first\nsecond\r\nthird"]}
+    data["unpaired_text"][1]["description"] = "A cat\nsleeps."
+    page = dataspec.Page.model_validate(data)
+    image = render_page(page, resolver=dataspec.ImageResolver(tmp_path / "images"))
+    assert image.width == 400 and image.height > 600
