@@ -1,8 +1,10 @@
 """Detector predictions in COCO form → one compact record per image.
 
 Accepts a full COCO dict (`images`, `annotations`, `categories`) or a bare results list;
-image ids may be integers or path strings. Only panel detections are kept, as numpy
-arrays grouped by image (about 40 bytes a detection).
+image ids may be integers or path strings. Panel detections and lettered-text detections
+(text, balloon, caption: see `text_category_ids`) are kept, each kind as numpy arrays
+grouped by image (about 40 bytes a detection; 44 for text, which keeps its category);
+other categories (character, face) are dropped, though still counted in `annotations`.
 
 The file is memory-mapped and decoded with msgspec into typed structs, the
 `annotations` array in slices of `CHUNK_BYTES`, so the decoded objects of only one slice
@@ -45,6 +47,7 @@ __all__ = [
     "image_path",
     "load_coco",
     "panel_category_ids",
+    "text_category_ids",
 ]
 
 CHUNK_BYTES = 16 * 1024 * 1024
@@ -52,6 +55,26 @@ CHUNK_BYTES = 16 * 1024 * 1024
 
 DEFAULT_PANEL_ID = 1
 DEFAULT_PANEL_NAME = "panel"
+DEFAULT_TEXT_IDS = frozenset({3, 4})
+"""Text categories of a file that names none: 3 balloon, 4 text (the Faster R-CNN's)."""
+TEXT_NAMES = frozenset(
+    {
+        "text",
+        "balloon",
+        "speech balloon",
+        "speech bubble",
+        "bubble",
+        "text bubble",
+        "word balloon",
+        "caption",
+    }
+)
+"""Category names (as `_text_name` writes them) counted as lettered text by default.
+
+"caption" is in: a caption box holds lettered text, and the VLM transcribes it (as
+narration), so a panel's text count must include it to compare with the VLM's.
+"""
+_INT32, _INT64 = np.iinfo(np.int32), np.iinfo(np.int64)
 
 
 class CocoError(Exception):
@@ -87,7 +110,8 @@ _BOM = b"\xef\xbb\xbf"
 
 @dataclass
 class CocoPages:
-    """Every image of the predictions file with its panel detections, grouped compactly."""
+    """Every image of the predictions file with its panel and text detections, grouped
+    compactly (each kind sorted by page, in file order within a page)."""
 
     ids: list[int | str]
     """COCO image id per page."""
@@ -102,12 +126,33 @@ class CocoPages:
     scores: np.ndarray
     """(k,) float64 detection scores, same rows as `boxes`."""
     panel_ids: frozenset[int]
+    text_offsets: np.ndarray
+    """(n + 1,) int64: page i's text detections are rows text_offsets[i]:text_offsets[i + 1]."""
+    text_boxes: np.ndarray
+    """(m, 4) float64 `[x, y, w, h]` of the text detections (text, balloon, caption...),
+    grouped by page."""
+    text_scores: np.ndarray
+    """(m,) float64 detection scores, same rows as `text_boxes`."""
+    text_categories: np.ndarray
+    """(m,) int32 category id of each text row (int64 when a text id does not fit int32):
+    tells a balloon from the text inside it."""
+    text_ids: frozenset[int]
+    """Category ids collected as text (never a panel id)."""
     annotations: int = 0
     """Annotations read (all categories)."""
     problems: list[Problem] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def text_span(self, page: int) -> tuple[int, int]:
+        """(first, end) rows of page `page` in the `text_*` arrays."""
+        return int(self.text_offsets[page]), int(self.text_offsets[page + 1])
+
+    def text_of(self, page: int) -> tuple[np.ndarray, np.ndarray]:
+        """Page `page`'s text boxes (k, 4) and scores (k,): views into the arrays, no copy."""
+        first, end = self.text_span(page)
+        return self.text_boxes[first:end], self.text_scores[first:end]
 
 
 def _split(path: str) -> list[str]:
@@ -180,6 +225,60 @@ def panel_category_ids(
     return frozenset(by_name.get(DEFAULT_PANEL_NAME, {DEFAULT_PANEL_ID}))
 
 
+def _text_name(name: str) -> str:
+    """A category name compared for text: case, `_`, `-` and runs of spaces ignored."""
+    return " ".join(name.replace("_", " ").replace("-", " ").casefold().split())
+
+
+def text_category_ids(
+    categories: Sequence[dict[str, Any]] | None,
+    ids: Sequence[int] = (),
+    names: Sequence[str] = (),
+    panel_ids: frozenset[int] = frozenset(),
+) -> frozenset[int]:
+    """Category ids counted as lettered text (text, balloons, captions).
+
+    Given ids and/or names: those ids plus the ids of categories with those names (case,
+    `_`, `-` and spaces ignored); a name no category has is an error, and so is a chosen
+    id that is also in `panel_ids`. Given neither: the categories named one of
+    `TEXT_NAMES` when the file names any category, else `DEFAULT_TEXT_IDS` (3, 4); a
+    default that is a panel id is left to the panels. Text ids are kept per detection as
+    numbers, so one beyond int64 is an error when chosen, and ignored from the file.
+    """
+    cats = [c for c in categories or () if isinstance(c, dict)]
+    by_name: dict[str, set[int]] = {}
+    name_of: dict[int, str] = {}
+    for cat in cats:
+        cid, name = cat.get("id"), cat.get("name")
+        if isinstance(cid, int) and not isinstance(cid, bool) and isinstance(name, str):
+            by_name.setdefault(_text_name(name), set()).add(cid)
+            name_of.setdefault(cid, name)
+    if ids or names:
+        out = set(ids)
+        for name in names:
+            found = by_name.get(_text_name(name))
+            if not found:
+                known = ", ".join(sorted(by_name)) or "none"
+                raise CocoError(f"no category named {name!r} (categories: {known})")
+            out |= found
+        both = sorted(out & panel_ids)
+        if both:
+            named = ", ".join(
+                f"{cid} ({name_of[cid]!r})" if cid in name_of else str(cid) for cid in both
+            )
+            what = "category" if len(both) == 1 else "categories"
+            raise CocoError(f"{what} {named} cannot be both panel and text")
+        huge = sorted(cid for cid in out if not _INT64.min <= cid <= _INT64.max)
+        if huge:
+            raise CocoError(f"text category id {huge[0]} is beyond int64")
+        return frozenset(out)
+    if by_name:
+        found = set().union(*(group for name, group in by_name.items() if name in TEXT_NAMES))
+    else:
+        found = set(DEFAULT_TEXT_IDS)
+    return frozenset(cid for cid in found - panel_ids if _INT64.min <= cid <= _INT64.max)
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -210,19 +309,78 @@ def _check_ann(item: Any) -> tuple[int | str, int, tuple[float, ...], float] | s
     return image_id, cat, tuple(n for n in nums if n is not None), score
 
 
-class _Collector:
-    """Panel detections gathered slice by slice into flat arrays."""
+class _Rows:
+    """Detections of one kind (panels or text) gathered slice by slice into flat arrays."""
 
-    def __init__(self, file: str, panel_ids: frozenset[int], index: dict[int | str, int]):
+    def __init__(self, cat_dtype: type[np.signedinteger[Any]] | None = None) -> None:
+        self.cat_dtype = cat_dtype
+        """dtype of the kept category ids; None: not kept (panels)."""
+        # the slice being read, as Python lists
+        self.pages: list[int] = []
+        self.flat: list[float] = []
+        self.scores: list[float] = []
+        self.cats: list[int] = []
+        # the slices read, as arrays
+        self.page_arrays: list[np.ndarray] = []
+        self.box_arrays: list[np.ndarray] = []
+        self.score_arrays: list[np.ndarray] = []
+        self.cat_arrays: list[np.ndarray] = []
+
+    def push(self) -> None:
+        """The slice's lists into arrays (Python floats are 24 bytes each, numpy's 8)."""
+        if self.pages:
+            self.page_arrays.append(np.asarray(self.pages, dtype=np.int64))
+            self.box_arrays.append(np.asarray(self.flat, dtype=np.float64).reshape(-1, 4))
+            self.score_arrays.append(np.asarray(self.scores, dtype=np.float64))
+            if self.cat_dtype is not None:
+                self.cat_arrays.append(np.asarray(self.cats, dtype=self.cat_dtype))
+        self.pages, self.flat, self.scores, self.cats = [], [], [], []
+
+    def grouped(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(offsets (n + 1,), boxes, scores, categories or None) sorted by page, stable."""
+        if self.page_arrays:
+            pages = np.concatenate(self.page_arrays)
+            order = np.argsort(pages, kind="stable")
+            pages = pages[order]
+            # each kind's slices are let go once joined: two copies at most, not three
+            boxes = np.concatenate(self.box_arrays)
+            self.box_arrays = []
+            boxes = boxes[order]
+            scores = np.concatenate(self.score_arrays)[order]
+            cats = np.concatenate(self.cat_arrays)[order] if self.cat_arrays else None
+        else:
+            pages = np.zeros(0, dtype=np.int64)
+            boxes = np.zeros((0, 4), dtype=np.float64)
+            scores = np.zeros(0, dtype=np.float64)
+            cats = None
+        if cats is None and self.cat_dtype is not None:
+            cats = np.zeros(0, dtype=self.cat_dtype)
+        self.page_arrays, self.box_arrays, self.score_arrays, self.cat_arrays = [], [], [], []
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pages, minlength=n), out=offsets[1:])
+        return offsets, boxes, scores, cats
+
+
+class _Collector:
+    """Panel and text detections gathered slice by slice into flat arrays."""
+
+    def __init__(
+        self,
+        file: str,
+        panel_ids: frozenset[int],
+        index: dict[int | str, int],
+        text_ids: frozenset[int] = frozenset(),
+    ):
         self.file = file
         self.panel_ids = panel_ids
+        self.text_ids = text_ids
         self.index = index
         self.listed = bool(index)
         """The file lists images: an annotation naming another image is reported."""
         self.new_ids: list[int | str] = []
-        self.pages: list[np.ndarray] = []
-        self.boxes: list[np.ndarray] = []
-        self.scores: list[np.ndarray] = []
+        fits = all(_INT32.min <= cid <= _INT32.max for cid in text_ids)
+        self.panels = _Rows()
+        self.text = _Rows(np.int32 if fits else np.int64)
         self.count = 0
         self.problems: list[Problem] = []
 
@@ -236,28 +394,49 @@ class _Collector:
         return page
 
     def add_structs(self, anns: list[_Ann]) -> None:
-        panel_ids, page_of = self.panel_ids, self._page
-        pages: list[int] = []
-        flat: list[float] = []
-        scores: list[float] = []
+        # the hot loop: bound methods in locals, one branch per kind, the finiteness check
+        # unrolled (msgspec gives no NaN or infinity from JSON; the check is a guard)
+        panel_ids, text_ids = self.panel_ids, self.text_ids
+        known, page_of, isfinite = self.index.get, self._page, math.isfinite
+        panels, text = self.panels, self.text
+        panel_page, panel_box = panels.pages.append, panels.flat.extend
+        panel_score = panels.scores.append
+        text_page, text_box = text.pages.append, text.flat.extend
+        text_score, text_cat = text.scores.append, text.cats.append
         for i, ann in enumerate(anns):
-            page = page_of(ann.image_id, self.count + i)  # a page even with no panel
-            if ann.category_id not in panel_ids:
-                continue
-            box, score = ann.bbox, ann.score
-            if not (math.isfinite(score) and all(map(math.isfinite, box))):
-                self._bad(self.count + i, "bbox or score is not finite")
-                continue
-            pages.append(page)
-            flat.extend(box)
-            scores.append(score)
-        self._push(pages, flat, scores)
+            page = known(ann.image_id)
+            if page is None:  # a page even with no detection kept
+                page = page_of(ann.image_id, self.count + i)
+            cat = ann.category_id
+            if cat in panel_ids:
+                box, score = ann.bbox, ann.score
+                x, y, w, h = box
+                if not (
+                    isfinite(score) and isfinite(x) and isfinite(y) and isfinite(w) and isfinite(h)
+                ):
+                    self._bad(self.count + i, "bbox or score is not finite")
+                    continue
+                panel_page(page)
+                panel_box(box)
+                panel_score(score)
+            elif cat in text_ids:
+                box, score = ann.bbox, ann.score
+                x, y, w, h = box
+                if not (
+                    isfinite(score) and isfinite(x) and isfinite(y) and isfinite(w) and isfinite(h)
+                ):
+                    self._bad(self.count + i, "bbox or score is not finite")
+                    continue
+                text_page(page)
+                text_box(box)
+                text_score(score)
+                text_cat(cat)
+        panels.push()
+        text.push()
         self.count += len(anns)
 
     def add_dicts(self, items: list[Any]) -> None:
-        pages: list[int] = []
-        flat: list[float] = []
-        scores: list[float] = []
+        panel_ids, text_ids, panels, text = self.panel_ids, self.text_ids, self.panels, self.text
         for i, item in enumerate(items):
             checked = _check_ann(item)
             if isinstance(checked, str):
@@ -265,22 +444,22 @@ class _Collector:
                 continue
             image_id, cat, box, score = checked
             page = self._page(image_id, self.count + i)
-            if cat not in self.panel_ids:
+            if cat in panel_ids:
+                rows = panels
+            elif cat in text_ids:
+                rows = text
+                rows.cats.append(cat)
+            else:
                 continue
-            pages.append(page)
-            flat.extend(box)
-            scores.append(score)
-        self._push(pages, flat, scores)
+            rows.pages.append(page)
+            rows.flat.extend(box)
+            rows.scores.append(score)
+        panels.push()
+        text.push()
         self.count += len(items)
 
     def _bad(self, index: int, why: str) -> None:
         self.problems.append(Problem(self.file, f"annotations[{index}]", why))
-
-    def _push(self, pages: list[int], flat: list[float], scores: list[float]) -> None:
-        if pages:
-            self.pages.append(np.asarray(pages, dtype=np.int64))
-            self.boxes.append(np.asarray(flat, dtype=np.float64).reshape(-1, 4))
-            self.scores.append(np.asarray(scores, dtype=np.float64))
 
 
 def _array_span(view: memoryview) -> tuple[int, int]:
@@ -425,14 +604,20 @@ def load_coco(
     *,
     category_ids: Sequence[int] = (),
     category_names: Sequence[str] = (),
+    text_category_ids: Sequence[int] = (),
+    text_category_names: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> CocoPages:
-    """Read a predictions file into per-image panel detections (see the module doc).
+    """Read a predictions file into per-image panel and text detections (see the module
+    doc).
 
+    `category_ids`/`category_names` choose the panel categories (`panel_category_ids`),
+    `text_category_ids`/`text_category_names` the text ones (`text_category_ids`).
     `progress` is called with the number of annotation bytes done after each slice of
     about `chunk_bytes`.
-    Raises `CocoError` when the file cannot be used at all.
+    Raises `CocoError` when the file cannot be used at all, or a category choice does not
+    fit it.
     """
     file = os.fspath(path)
     try:
@@ -444,17 +629,33 @@ def load_coco(
             raise CocoError("empty file")
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            return _load_mapped(mapped, file, category_ids, category_names, progress, chunk_bytes)
+            choice = _Choice(category_ids, category_names, text_category_ids, text_category_names)
+            return _load_mapped(mapped, file, choice, progress, chunk_bytes)
         finally:
             with contextlib.suppress(BufferError):  # a view still alive: closed when freed
                 mapped.close()
 
 
+@dataclass(frozen=True)
+class _Choice:
+    """The caller's panel and text categories, resolved against the file's."""
+
+    panel_ids: Sequence[int]
+    panel_names: Sequence[str]
+    text_ids: Sequence[int]
+    text_names: Sequence[str]
+
+    def resolve(self, categories: Any) -> tuple[frozenset[int], frozenset[int]]:
+        """(panel ids, text ids) for the file's `categories` value (any JSON)."""
+        cats = categories if isinstance(categories, list) else None
+        panels = panel_category_ids(cats, self.panel_ids, self.panel_names)
+        return panels, text_category_ids(cats, self.text_ids, self.text_names, panels)
+
+
 def _load_mapped(
     mapped: mmap.mmap,
     file: str,
-    category_ids: Sequence[int],
-    category_names: Sequence[str],
+    choice: _Choice,
     progress: Callable[[int], None] | None,
     chunk_bytes: int,
 ) -> CocoPages:
@@ -494,13 +695,11 @@ def _load_mapped(
         raise CocoError(f"not a COCO dict or results list ({exc})") from exc
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         # NaN literals, not UTF-8, nested too deeply, or not JSON at all
-        return _load_lenient(whole, file, category_ids, category_names, exc)
+        return _load_lenient(whole, file, choice, exc)
 
-    panel_ids = panel_category_ids(
-        categories if isinstance(categories, list) else None, category_ids, category_names
-    )
+    panel_ids, text_ids = choice.resolve(categories)
     index, names, sizes = _index_images(images, file, problems)
-    collector = _Collector(file, panel_ids, index)
+    collector = _Collector(file, panel_ids, index, text_ids)
     try:
         _decode_slices(
             ann_view,
@@ -511,20 +710,19 @@ def _load_mapped(
         )
     except (UnicodeDecodeError, RecursionError) as exc:  # not UTF-8, or nested too deeply
         del ann_view
-        return _load_lenient(whole, file, category_ids, category_names, exc)
+        return _load_lenient(whole, file, choice, exc)
     del ann_view
     problems.extend(collector.problems)
     ids = list(index)
     names.extend(None for _ in collector.new_ids)
     sizes.extend((0, 0) for _ in collector.new_ids)
-    return _group(file, ids, names, sizes, collector, panel_ids, problems)
+    return _group(file, ids, names, sizes, collector, problems)
 
 
 def _load_lenient(
     whole: memoryview,
     file: str,
-    category_ids: Sequence[int],
-    category_names: Sequence[str],
+    choice: _Choice,
     error: Exception,
 ) -> CocoPages:
     """The whole file through Python's json (NaN literals; cp1252 when not UTF-8); for
@@ -551,22 +749,19 @@ def _load_lenient(
         raise CocoError("not a COCO dict or results list")
     problems: list[Problem] = []
     images = _images_from(obj.get("images", []), file, problems)
-    cats = obj.get("categories")
-    panel_ids = panel_category_ids(
-        cats if isinstance(cats, list) else None, category_ids, category_names
-    )
+    panel_ids, text_ids = choice.resolve(obj.get("categories"))
     anns = obj.get("annotations")
     if "annotations" not in obj:
         raise CocoError("no `annotations` key")
     if not isinstance(anns, list):
         raise CocoError("`annotations` is not a JSON array")
     index, names, sizes = _index_images(images, file, problems)
-    collector = _Collector(file, panel_ids, index)
+    collector = _Collector(file, panel_ids, index, text_ids)
     collector.add_dicts(anns)
     problems.extend(collector.problems)
     names.extend(None for _ in collector.new_ids)
     sizes.extend((0, 0) for _ in collector.new_ids)
-    return _group(file, list(index), names, sizes, collector, panel_ids, problems)
+    return _group(file, list(index), names, sizes, collector, problems)
 
 
 def _index_images(
@@ -602,22 +797,12 @@ def _group(
     names: list[str | None],
     sizes: list[tuple[int, int]],
     collector: _Collector,
-    panel_ids: frozenset[int],
     problems: list[Problem],
 ) -> CocoPages:
     n = len(ids)
-    if collector.pages:
-        pages = np.concatenate(collector.pages)
-        boxes = np.concatenate(collector.boxes)
-        scores = np.concatenate(collector.scores)
-        order = np.argsort(pages, kind="stable")
-        pages, boxes, scores = pages[order], boxes[order], scores[order]
-    else:
-        pages = np.zeros(0, dtype=np.int64)
-        boxes = np.zeros((0, 4), dtype=np.float64)
-        scores = np.zeros(0, dtype=np.float64)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pages, minlength=n), out=offsets[1:])
+    offsets, boxes, scores, _ = collector.panels.grouped(n)
+    text_offsets, text_boxes, text_scores, text_cats = collector.text.grouped(n)
+    assert text_cats is not None
     return CocoPages(
         ids=ids,
         paths=[image_path(i, name) for i, name in zip(ids, names, strict=True)],
@@ -625,7 +810,12 @@ def _group(
         offsets=offsets,
         boxes=boxes,
         scores=scores,
-        panel_ids=panel_ids,
+        panel_ids=collector.panel_ids,
+        text_offsets=text_offsets,
+        text_boxes=text_boxes,
+        text_scores=text_scores,
+        text_categories=text_cats,
+        text_ids=collector.text_ids,
         annotations=collector.count,
         problems=problems,
     )

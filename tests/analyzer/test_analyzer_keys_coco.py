@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from analyzer_testlib import coco
 
-from analyzer.coco import CocoError, image_path, load_coco, panel_category_ids
+from analyzer.coco import (
+    CocoError,
+    CocoPages,
+    image_path,
+    load_coco,
+    panel_category_ids,
+    text_category_ids,
+)
 from dataspec.keys import page_key
 from dataspec.sample import SampleCorpus
 
@@ -168,3 +175,301 @@ def test_unusable_files(tmp_path: Path, content: bytes, message: str) -> None:
     path.write_bytes(content)
     with pytest.raises(CocoError, match=message):
         load_coco(path)
+
+
+# --- text detections (text, balloon, caption) ----------------------------------------------------
+
+USER_CATEGORIES = [
+    {"id": 1, "name": "panel"},
+    {"id": 2, "name": "character"},
+    {"id": 3, "name": "balloon"},
+    {"id": 4, "name": "text"},
+    {"id": 7, "name": "face"},
+]
+
+
+def _ann(image_id: int | str, cat: int, bbox: list[float], score: float = 0.9) -> dict:
+    return {"image_id": image_id, "category_id": cat, "bbox": bbox, "score": score}
+
+
+def _check_text_arrays(pages: CocoPages) -> None:
+    n, m = len(pages), len(pages.text_scores)
+    assert pages.text_offsets.shape == (n + 1,) and pages.text_offsets.dtype == np.int64
+    assert pages.text_offsets[0] == 0 and pages.text_offsets[-1] == m
+    assert pages.text_boxes.shape == (m, 4) and pages.text_boxes.dtype == np.float64
+    assert pages.text_scores.dtype == np.float64
+    assert pages.text_categories.shape == (m,) and pages.text_categories.dtype == np.int32
+    assert set(pages.text_categories.tolist()) <= pages.text_ids
+    assert not pages.text_ids & pages.panel_ids
+
+
+def _text_rows(pages: CocoPages, page: int) -> list[tuple[int, list[float], float]]:
+    first, end = pages.text_span(page)
+    return [
+        (int(c), b.tolist(), float(s))
+        for c, b, s in zip(
+            pages.text_categories[first:end],
+            pages.text_boxes[first:end],
+            pages.text_scores[first:end],
+            strict=True,
+        )
+    ]
+
+
+def test_generated_corpus_text_detections(base_corpus: SampleCorpus) -> None:
+    """The sample detector names balloon (3) and text (4): both kept, grouped per image."""
+    data = coco(base_corpus)
+    pages = load_coco(base_corpus.coco_path)
+    _check_text_arrays(pages)
+    assert pages.panel_ids == {1} and pages.text_ids == {3, 4}
+    want = Counter(a["image_id"] for a in data["annotations"] if a["category_id"] in (3, 4))
+    assert sum(want.values()) > 0
+    for i, image_id in enumerate(pages.ids):
+        assert np.diff(pages.text_span(i)) == [want[image_id]]
+        kept = [a for a in data["annotations"] if a["image_id"] == image_id]
+        kept = [a for a in kept if a["category_id"] in (3, 4)]
+        assert _text_rows(pages, i) == [(a["category_id"], a["bbox"], a["score"]) for a in kept]
+    sliced = load_coco(base_corpus.coco_path, chunk_bytes=300)
+    assert np.array_equal(sliced.text_offsets, pages.text_offsets)
+    assert np.array_equal(sliced.text_boxes, pages.text_boxes)
+    assert np.array_equal(sliced.text_scores, pages.text_scores)
+    assert np.array_equal(sliced.text_categories, pages.text_categories)
+
+
+def test_full_coco_text_and_balloon_by_name(tmp_path: Path) -> None:
+    images = [{"id": 10, "file_name": "S/0001.jpg"}, {"id": 11, "file_name": "S/0002.jpg"}]
+    anns = [
+        _ann(10, 1, [0, 0, 100, 100]),
+        _ann(10, 4, [5, 5, 20, 10], 0.8),
+        _ann(10, 2, [1, 1, 30, 60]),  # character: dropped
+        _ann(10, 3, [4, 4, 30, 20], 0.7),
+        _ann(10, 7, [2, 2, 8, 8]),  # face: dropped
+        _ann(11, 4, [50, 50, 10, 10], 0.6),  # a page with text and no panel
+        _ann(10, 4, [60, 60, 10, 10], 0.5),
+    ]
+    path = _write(
+        tmp_path / "p.json", {"images": images, "annotations": anns, "categories": USER_CATEGORIES}
+    )
+    for chunk in (32, 10_000):
+        pages = load_coco(path, chunk_bytes=chunk)
+        _check_text_arrays(pages)
+        assert pages.ids == [10, 11]
+        assert pages.annotations == 7
+        assert pages.problems == []
+        assert pages.panel_ids == {1} and pages.text_ids == {3, 4}
+        assert pages.boxes.tolist() == [[0, 0, 100, 100]]
+        assert list(np.diff(pages.offsets)) == [1, 0]
+        assert pages.text_offsets.tolist() == [0, 3, 4]
+        assert _text_rows(pages, 0) == [
+            (4, [5, 5, 20, 10], 0.8),
+            (3, [4, 4, 30, 20], 0.7),
+            (4, [60, 60, 10, 10], 0.5),
+        ]
+        assert _text_rows(pages, 1) == [(4, [50, 50, 10, 10], 0.6)]
+        boxes, scores = pages.text_of(1)
+        assert boxes.shape == (1, 4) and scores.tolist() == [0.6]
+        assert np.shares_memory(boxes, pages.text_boxes)  # a view, not a copy
+        assert np.shares_memory(scores, pages.text_scores)
+
+
+def test_user_categories_and_name_spellings() -> None:
+    real = [  # the user's Faster R-CNN: no balloon category
+        {"id": 1, "name": "panel"},
+        {"id": 2, "name": "character"},
+        {"id": 4, "name": "text"},
+        {"id": 7, "name": "face"},
+    ]
+    assert text_category_ids(real, panel_ids=frozenset({1})) == {4}
+    spelled = [
+        {"id": 1, "name": "Panel"},
+        {"id": 5, "name": "Speech_Bubble"},
+        {"id": 6, "name": "word-balloon"},
+        {"id": 8, "name": "  CAPTION "},
+        {"id": 9, "name": "text  bubble"},
+        {"id": 10, "name": "onomatopoeia"},
+        {"id": 11, "name": "textbox"},
+    ]
+    assert text_category_ids(spelled) == {5, 6, 8, 9}
+    assert text_category_ids([]) == {3, 4}  # a list naming nothing: the default ids
+    assert text_category_ids(None, panel_ids=frozenset({3})) == {4}  # a panel id stays a panel
+    assert text_category_ids(spelled, names=["speech bubble", "ONOMATOPOEIA"]) == {5, 10}
+    assert text_category_ids(spelled, ids=[42]) == {42}
+
+
+def test_bare_results_list_default_text_ids(tmp_path: Path) -> None:
+    anns = [
+        _ann("a.jpg", 1, [0, 0, 10, 10]),
+        _ann("a.jpg", 2, [0, 0, 3, 3]),
+        _ann("a.jpg", 3, [1, 1, 4, 4], 0.4),
+        _ann("b.jpg", 4, [2, 2, 5, 5], 0.3),
+        _ann("b.jpg", 7, [2, 2, 5, 5], 0.3),
+    ]
+    path = _write(tmp_path / "results.json", anns)
+    pages = load_coco(path)
+    _check_text_arrays(pages)
+    assert pages.panel_ids == {1} and pages.text_ids == {3, 4}
+    assert pages.ids == ["a.jpg", "b.jpg"]
+    assert _text_rows(pages, 0) == [(3, [1, 1, 4, 4], 0.4)]
+    assert _text_rows(pages, 1) == [(4, [2, 2, 5, 5], 0.3)]
+    # panels chosen as 1 and 3 (as --panel_category_id does): 3 is a panel, not text
+    both = load_coco(path, category_ids=[1, 3])
+    assert both.panel_ids == {1, 3} and both.text_ids == {4}
+    assert list(np.diff(both.offsets)) == [2, 0]
+    assert _text_rows(both, 0) == [] and _text_rows(both, 1) == [(4, [2, 2, 5, 5], 0.3)]
+
+
+def test_explicit_text_categories(tmp_path: Path) -> None:
+    anns = [
+        _ann(1, 1, [0, 0, 10, 10]),
+        _ann(1, 2, [0, 0, 3, 3]),
+        _ann(1, 3, [1, 1, 4, 4]),
+        _ann(1, 4, [2, 2, 5, 5]),
+    ]
+    path = _write(
+        tmp_path / "p.json",
+        {"images": [{"id": 1}], "annotations": anns, "categories": USER_CATEGORIES},
+    )
+    only_text = load_coco(path, text_category_names=["TEXT"])
+    assert only_text.text_ids == {4} and only_text.text_categories.tolist() == [4]
+    by_id = load_coco(path, text_category_ids=[2], text_category_names=["balloon"])
+    assert by_id.text_ids == {2, 3} and by_id.text_categories.tolist() == [2, 3]
+    bare = _write(tmp_path / "bare.json", anns)
+    assert load_coco(bare, text_category_ids=[4]).text_ids == {4}
+    assert load_coco(path, text_category_ids=[99]).text_boxes.shape == (0, 4)  # not in the file
+    with pytest.raises(CocoError, match=r"category 1 \('panel'\) cannot be both panel and text"):
+        load_coco(path, text_category_ids=[1, 4])
+    with pytest.raises(CocoError, match=r"category 3 \('balloon'\) cannot be both"):
+        load_coco(path, category_ids=[1, 3], text_category_names=["balloon"])
+    with pytest.raises(CocoError, match="beyond int64"):
+        load_coco(path, text_category_ids=[2**70])
+
+
+def test_unknown_text_category_name(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "p.json",
+        {"images": [], "annotations": [_ann(1, 4, [0, 0, 1, 1])], "categories": USER_CATEGORIES},
+    )
+    with pytest.raises(CocoError, match="no category named 'thought'"):
+        load_coco(path, text_category_names=["thought"])
+    with pytest.raises(CocoError, match="no category named 'text'"):  # a bare list names none
+        load_coco(
+            _write(tmp_path / "bare.json", [_ann(1, 4, [0, 0, 1, 1])]), text_category_names=["text"]
+        )
+
+
+def test_text_on_an_image_without_panels_or_listing(tmp_path: Path) -> None:
+    images = [{"id": "p1.jpg", "width": 100, "height": 200}, {"id": "p2.jpg"}]
+    anns = [
+        _ann("p1.jpg", 1, [0, 0, 50, 50]),
+        _ann("p2.jpg", 4, [1, 2, 3, 4], 0.5),
+        _ann("ghost.jpg", 3, [5, 6, 7, 8], 0.25),  # not in `images`: a page of its own
+    ]
+    path = _write(
+        tmp_path / "p.json", {"images": images, "annotations": anns, "categories": USER_CATEGORIES}
+    )
+    pages = load_coco(path)
+    _check_text_arrays(pages)
+    assert pages.ids == ["p1.jpg", "p2.jpg", "ghost.jpg"]
+    assert pages.offsets.tolist() == [0, 1, 1, 1]
+    assert pages.text_offsets.tolist() == [0, 0, 1, 2]
+    assert _text_rows(pages, 1) == [(4, [1, 2, 3, 4], 0.5)]
+    assert _text_rows(pages, 2) == [(3, [5, 6, 7, 8], 0.25)]
+    assert [(p.where, p.problem) for p in pages.problems] == [
+        ("annotations[2]", "image_id 'ghost.jpg' is not in `images`; a page of its own")
+    ]
+    empty = pages.text_of(0)
+    assert empty[0].shape == (0, 4) and empty[1].shape == (0,)
+
+
+@pytest.mark.parametrize("whole_file_json", [False, True])
+def test_bad_text_annotations_are_reported(tmp_path: Path, whole_file_json: bool) -> None:
+    """Typed slices (msgspec), lenient slices and whole-file json all report a bad text box."""
+    anns = [
+        _ann(1, 4, [0, 0, 10, 10], 0.9),
+        _ann(1, 4, [0, 0, 10], 0.9),  # 3 numbers
+        _ann(1, 3, [0, 0, 10, 10], "high"),  # type: ignore[arg-type]
+        _ann(1, 4, [0, 0, 10, 10], float("nan")),
+        _ann(1, 3, [5, 5, 10, 10]) | {"score": None},
+        {"image_id": 1, "category_id": 4, "bbox": [5, 5, 10, 10]},  # no score: 1.0
+        _ann(1, 2, [0, 0, 10], 0.9),  # a bad character: reported too, as before
+    ]
+    doc: dict = {"images": [{"id": 1}], "annotations": anns, "categories": USER_CATEGORIES}
+    if whole_file_json:
+        doc["info"] = {"nan": float("nan")}  # msgspec refuses the whole file
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    pages = load_coco(path)
+    _check_text_arrays(pages)
+    assert pages.text_scores.tolist() == [0.9, 1.0]
+    assert pages.text_categories.tolist() == [4, 4]
+    wheres = [p.where for p in pages.problems]
+    assert wheres == [f"annotations[{i}]" for i in (1, 2, 3, 4, 6)]
+    assert pages.annotations == 7
+
+
+def test_infinite_text_box(tmp_path: Path) -> None:
+    """1e999 (infinity) in a text box or a panel score: reported the same, others kept."""
+    path = tmp_path / "p.json"
+    path.write_text(
+        '{"images": [{"id": 1}], "categories": [{"id": 4, "name": "text"}, {"id": 1, "name": "panel"}],'
+        ' "annotations": ['
+        '{"image_id": 1, "category_id": 4, "bbox": [1, 2, 3, 1e999], "score": 0.5},'
+        '{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1e999},'
+        '{"image_id": 1, "category_id": 4, "bbox": [1, 2, 3, 4], "score": 0.5}]}',
+        encoding="utf-8",
+    )
+    pages = load_coco(path)
+    assert [p.where for p in pages.problems] == ["annotations[0]", "annotations[1]"]
+    assert all("finite" in p.problem for p in pages.problems)
+    assert pages.text_boxes.tolist() == [[1, 2, 3, 4]] and pages.text_categories.tolist() == [4]
+    assert len(pages.scores) == 0
+
+
+def test_panels_unchanged_by_text_choice(base_corpus: SampleCorpus) -> None:
+    default = load_coco(base_corpus.coco_path)
+    for kwargs in ({"text_category_ids": [2, 5]}, {"text_category_names": ["text"]}):
+        other = load_coco(base_corpus.coco_path, **kwargs)  # type: ignore[arg-type]
+        assert other.ids == default.ids and other.paths == default.paths
+        assert other.panel_ids == default.panel_ids
+        assert np.array_equal(other.offsets, default.offsets)
+        assert np.array_equal(other.boxes, default.boxes)
+        assert np.array_equal(other.scores, default.scores)
+        assert other.annotations == default.annotations
+    data = coco(base_corpus)
+    panels = [a for a in data["annotations"] if a["category_id"] == 1]
+    assert len(default.scores) == len(panels)
+    assert sorted(default.scores.tolist()) == sorted(a["score"] for a in panels)
+
+
+def test_text_ids_beyond_int64_in_the_file_are_ignored(tmp_path: Path) -> None:
+    huge = 2**70
+    doc = {
+        "images": [{"id": 1}],
+        "annotations": [_ann(1, huge, [0, 0, 1, 1]), _ann(1, 4, [0, 0, 2, 2])],
+        "categories": [{"id": huge, "name": "text"}, {"id": 4, "name": "caption"}],
+    }
+    pages = load_coco(_write(tmp_path / "p.json", doc))
+    assert pages.text_ids == {4} and pages.text_categories.tolist() == [4]
+
+
+def test_typed_path_reports_a_non_finite_text_box() -> None:
+    """The msgspec struct path checks text boxes as it does panels (msgspec itself refuses
+    1e999, so the structs are built here)."""
+    from analyzer.coco import _Ann, _Collector
+
+    collector = _Collector("f.json", frozenset({1}), {}, frozenset({4}))
+    inf = float("inf")
+    collector.add_structs(
+        [
+            _Ann(1, 4, (0, 0, inf, 1), 0.5),
+            _Ann(1, 4, (0, 0, 1, 1), inf),
+            _Ann(2, 4, (0, 0, 1, 1), 0.5),
+            _Ann(2, 7, (0, 0, inf, 1), 0.5),  # a face: dropped unchecked, as before
+        ]
+    )
+    assert [p.where for p in collector.problems] == ["annotations[0]", "annotations[1]"]
+    assert collector.index == {1: 0, 2: 1}
+    offsets, boxes, scores, cats = collector.text.grouped(2)
+    assert offsets.tolist() == [0, 0, 1] and scores.tolist() == [0.5]
+    assert boxes.tolist() == [[0, 0, 1, 1]]
+    assert cats is not None and cats.tolist() == [4]
