@@ -2,6 +2,12 @@
 
     python -m analyzer.report ANALYSIS.csv [--skips SKIPS.csv] [--dataspec_list LIST] -o report.html
 
+The "Pairing" section (CSVs with the `pairing_*` / `unpaired_*` columns; an older run's
+CSV gets one line saying it has none) counts pages per pairing method, charts the
+page-level pairing confidence of matched pages, totals the unpaired detections and VLM
+panels, and draws the least confident emitted pages (lowest confidence first, ties in
+CSV order).
+
 Everything is inline (CSS, SVG charts, JPEG thumbnails as data URIs): no network, no
 JavaScript. Thumbnails of emitted pages are drawn by `dataspec.render` (boxes, reading
 order, text); other pages show their image as it is.
@@ -28,9 +34,20 @@ from dataspec.render import render_page
 from .images import image_problem
 from .score import SUBSETS, PageScore, subsets_of
 
-__all__ = ["build_report", "main", "read_csv"]
+__all__ = ["build_report", "least_confident", "main", "read_csv"]
 
 THUMB_WIDTH = 220
+
+PAIRING_COLUMNS = (
+    "pairing_method",
+    "pairing_confidence",
+    "unpaired_detections",
+    "unpaired_vlm_panels",
+)
+"""The analysis CSV's pairing columns (absent in runs before the alignment step)."""
+
+PAIRING_METHODS = ("overlap", "order", "none")
+"""`pairing_method` values: VLM boxes (optimal assignment), reading order + text, none."""
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -47,6 +64,29 @@ def _float(value: str | None) -> float:
         return float(value or 0)
     except ValueError:
         return 0.0
+
+
+def _confidence(row: dict[str, str]) -> float | None:
+    """The row's `pairing_confidence`, or None when empty (unmatched page) or not a number."""
+    try:
+        value = float(row.get("pairing_confidence") or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _count(value: str | None) -> int:
+    """A non-negative count from a CSV cell (empty or not a number: 0)."""
+    try:
+        number = float(value or 0)
+    except ValueError:
+        return 0
+    return max(0, int(number)) if math.isfinite(number) else 0
+
+
+def _page_json(row: dict[str, str], pages: dict[str, Path]) -> Path | None:
+    """The emitted DataSpec file of the row's page, if it was emitted (and listed)."""
+    return pages.get(row.get("resolved_image_path") or row.get("image_path") or "")
 
 
 def _matched(row: dict[str, str]) -> bool:
@@ -107,7 +147,7 @@ def _thumbnail(
 ) -> str | None:
     """A JPEG data URI: the emitted page drawn with its panels, else the bare image."""
     image_path = row.get("resolved_image_path") or row.get("image_path") or ""
-    json_path = pages.get(image_path)
+    json_path = _page_json(row, pages)
     try:
         if json_path is not None:
             page = load(json_path)
@@ -142,16 +182,29 @@ def _gallery(
     pages: dict[str, Path],
     resolver: ImageResolver | None,
     caption: str,
+    *,
+    element_id: str | None = None,
 ) -> str:
     cells = []
     for row in rows:
         uri = _thumbnail(row, pages, resolver)
         name = html.escape(Path((row.get("image_path") or "?").replace("\\", "/")).as_posix()[-60:])
         body = f'<img src="{uri}" alt="{name}">' if uri else '<div class="missing">no image</div>'
-        detail = html.escape(caption.format(**{k: v or "" for k, v in row.items()}))
+        detail = html.escape(caption.format_map(_Cells(row)))
         cells.append(f"<figure>{body}<figcaption>{name}<br>{detail}</figcaption></figure>")
     heading = f"<h3>{html.escape(title)} <small>({len(rows)} shown)</small></h3>"
-    return f"{heading}<div class='grid'>{''.join(cells)}</div>"
+    ident = f" id='{html.escape(element_id)}'" if element_id else ""
+    return f"{heading}<div class='grid'{ident}>{''.join(cells)}</div>"
+
+
+class _Cells(dict[str, str]):
+    """A row for `str.format_map`: a column the CSV lacks (or leaves empty) reads as ""."""
+
+    def __init__(self, row: dict[str, str]) -> None:
+        super().__init__({k: v or "" for k, v in row.items() if isinstance(k, str)})
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -162,6 +215,90 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def least_confident(
+    rows: Sequence[dict[str, str]], pages: dict[str, Path], k: int
+) -> list[dict[str, str]]:
+    """The `k` emitted pages with the lowest `pairing_confidence` (ties: CSV order).
+
+    Only pages with a confidence (matched pages) that were emitted (found in `pages`).
+    """
+    ranked = [
+        (conf, i, row)
+        for i, row in enumerate(rows)
+        if (conf := _confidence(row)) is not None and _page_json(row, pages) is not None
+    ]
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    return [row for _, _, row in ranked[: max(0, k)]]
+
+
+def _pairing_section(
+    rows: Sequence[dict[str, str]],
+    matched: Sequence[dict[str, str]],
+    pages: dict[str, Path],
+    resolver: ImageResolver | None,
+    k: int,
+) -> list[str]:
+    """The "Pairing" section: methods, confidence histogram, unpaired totals, gallery."""
+    out = ["<h2 id='pairing'>Pairing</h2>"]
+    if not any("pairing_method" in row for row in rows):
+        missing = ", ".join(PAIRING_COLUMNS)
+        out.append(
+            f"<p class='note'>No pairing data: this CSV has no {html.escape(missing)} "
+            "columns (a run from before the alignment step).</p>"
+        )
+        return out
+    share = lambda n, d: f"{100 * n / d:.1f}%" if d else "–"  # noqa: E731
+    methods = Counter(row.get("pairing_method") or "(blank)" for row in rows)
+    order = [m for m in PAIRING_METHODS if m in methods] + sorted(
+        m for m in methods if m not in PAIRING_METHODS
+    )
+    confidences = [c for row in matched if (c := _confidence(row)) is not None]
+    det = [_count(row.get("unpaired_detections")) for row in matched]
+    vlm = [_count(row.get("unpaired_vlm_panels")) for row in matched]
+    mean = f"{sum(confidences) / len(confidences):.3f}" if confidences else "–"
+    out += [
+        _table(
+            ["pairing method", "pages", "share"],
+            [(m, methods[m], share(methods[m], len(rows))) for m in order],
+        ),
+        f"<p class='totals'>matched pages with a confidence <b>{len(confidences)}</b> "
+        f"· mean confidence <b>{mean}</b></p>",
+        "<div class='charts'>",
+        _histogram("pairing confidence (matched pages)", confidences, 0.0, 1.0, 10),
+        "</div>",
+        "<p class='totals'><b>Unpaired</b> <small>(over matched pages)</small></p>",
+        _table(
+            ["unpaired", "total", "pages with any", "share of matched"],
+            [
+                (name, sum(v), sum(n > 0 for n in v), share(sum(n > 0 for n in v), len(matched)))
+                for name, v in (("detections", det), ("VLM panels", vlm))
+            ],
+        ),
+    ]
+    chosen = least_confident(rows, pages, k)
+    caption = (
+        "confidence {pairing_confidence} · {pairing_method} · unpaired: "
+        "{unpaired_detections} det, {unpaired_vlm_panels} VLM"
+    )
+    if chosen:
+        out.append(
+            _gallery(
+                "Least confident emitted pages",
+                chosen,
+                pages,
+                resolver,
+                caption,
+                element_id="least-confident",
+            )
+        )
+    else:
+        out.append(
+            "<p class='note'>No emitted page with a pairing confidence to draw "
+            "(pass --dataspec_list to draw the least confident pages).</p>"
+        )
+    return out
+
+
 def build_report(
     rows: Sequence[dict[str, str]],
     skips: Sequence[dict[str, str]] = (),
@@ -170,6 +307,7 @@ def build_report(
     image_root: str | None = None,
     min_coverage: float = 0.5,
     samples: int = 6,
+    least_confident_pages: int = 12,
     title: str = "analyzer report",
 ) -> str:
     """The report as one HTML string."""
@@ -231,6 +369,7 @@ def build_report(
         _histogram("quality score", [_float(r.get("quality_score")) for r in matched], 0.0, 4.5, 9),
         "</div>",
     ]
+    out += _pairing_section(rows, matched, pages, resolver, least_confident_pages)
     if skips:
         out += [
             "<h2>Skip reasons</h2>",
@@ -267,6 +406,7 @@ th:first-child,td:first-child{text-align:left}th{background:#f2f4f7}
 .charts{display:flex;flex-wrap:wrap;gap:16px}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0;width:220px;font-size:11px}figure img{width:220px;border:1px solid #bbb}
+.note{color:#555;font-style:italic}
 .missing{width:220px;height:120px;background:#eee;display:flex;align-items:center;justify-content:center}
 """
 
@@ -302,6 +442,14 @@ def index_pages(dataspec_list: str | None) -> dict[str, Path]:
     "--samples", default=6, show_default=True, help="Thumbnails per tier and per skip reason."
 )
 @click.option(
+    "--least_confident",
+    "--least-confident",
+    default=12,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Least confident emitted pages drawn in the Pairing section.",
+)
+@click.option(
     "-o", "--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write."
 )
 def main(
@@ -311,6 +459,7 @@ def main(
     image_root: str | None,
     min_text_coverage: float,
     samples: int,
+    least_confident: int,
     out: str,
 ) -> None:
     """Write one offline HTML report of an analyzer run."""
@@ -323,6 +472,7 @@ def main(
         image_root=image_root,
         min_coverage=min_text_coverage,
         samples=samples,
+        least_confident_pages=least_confident,
         title=f"analyzer report: {Path(analysis_csv).name}",
     )
     atomic_write_bytes(out, document.encode("utf-8"))
