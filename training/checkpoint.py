@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from pathlib import Path
@@ -16,6 +17,16 @@ import torch
 from dataspec.io import atomic_open
 
 FORMAT = "closure-lite/1"
+
+log = logging.getLogger(__name__)
+
+ADDED_PARAMETERS = {
+    "atomizer.text_state.weight": "the text-state embedding (text present / none / unknown)",
+}
+"""Parameters newer than some checkpoints of this format, and what they are. A checkpoint
+without them loads with them at zero (`load_model_state`): for panels with text the model
+then computes exactly what it did before; panels without text (known-empty or unknown)
+get no state marker until it is trained, and their text input is masked either way."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -85,15 +96,96 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def load_model_state(model: torch.nn.Module, weights: dict[str, Any], where: str) -> list[str]:
+    """Load `weights` into `model`; returns the `ADDED_PARAMETERS` the weights lacked.
+
+    Those are set to zero (see `ADDED_PARAMETERS`). Any other missing or unexpected key,
+    or a shape that does not fit, is a `ValueError` naming `where`.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    added = [k for k in missing if k in ADDED_PARAMETERS]
+    other = [k for k in missing if k not in ADDED_PARAMETERS]
+    unexpected = [k for k in weights if k not in own]
+    if other or unexpected:
+        raise ValueError(
+            f"{where}: the checkpoint's weights do not fit this model "
+            f"(missing {other[:5]}, unexpected {unexpected[:5]})"
+        )
+    full = {**weights, **{k: torch.zeros_like(own[k]) for k in added}}
+    try:
+        model.load_state_dict(full)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{where}: the checkpoint's weights do not fit this model ({exc})"
+        ) from None
+    return added
+
+
+def note_added(where: str, added: list[str]) -> None:
+    """Log that a checkpoint predates `added` parameters and what was done about it."""
+    if added:
+        log.warning(
+            "%s predates %s: loaded with %s at zero (panels with text compute as before; "
+            "panels without text, known-empty or unknown, get no text-state marker until "
+            "trained, and their text input is masked either way)",
+            where,
+            "; ".join(ADDED_PARAMETERS[k] for k in added),
+            ", ".join(added),
+        )
+
+
+def optimizer_state_for(
+    saved: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    model: torch.nn.Module,
+    added: list[str],
+) -> dict[str, Any]:
+    """`saved`, an optimizer state written for `model` without the `added` parameters,
+    remapped onto `optimizer` (built over all of `model`'s parameters, in the same
+    groups): every old parameter keeps its moments, the added ones start without any.
+    `ValueError` when the groups do not correspond."""
+    if not added:
+        return saved
+    names = {id(p): n for n, p in model.named_parameters()}
+    current = optimizer.state_dict()["param_groups"]
+    group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+    old_groups = saved["param_groups"]
+    kept = [[n for n in g if n not in added] for g in group_names]
+    if len(old_groups) != len(kept) or any(
+        len(o["params"]) != len(k) for o, k in zip(old_groups, kept, strict=False)
+    ):
+        raise ValueError("the optimizer state does not match the model's parameter groups")
+    old_name = {
+        i: n
+        for o, k in zip(old_groups, kept, strict=True)
+        for i, n in zip(o["params"], k, strict=True)
+    }
+    new_index = {
+        n: i
+        for c, g in zip(current, group_names, strict=True)
+        for i, n in zip(c["params"], g, strict=True)
+    }
+    return {
+        "state": {new_index[old_name[i]]: v for i, v in saved["state"].items()},
+        "param_groups": [
+            {**o, "params": c["params"]} for o, c in zip(old_groups, current, strict=True)
+        ],
+    }
+
+
 def load_model(
     path: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """(model in eval mode on `device`, its ModelConfig, the checkpoint dict)."""
+    """(model in eval mode on `device`, its ModelConfig, the checkpoint dict).
+
+    A checkpoint older than some `ADDED_PARAMETERS` loads with them at zero, and a
+    warning says so; weights that do not fit otherwise are a `ValueError`."""
     from .config import ModelConfig
     from .model import build_model
 
     state = load_checkpoint(path)
     config = ModelConfig.from_dict(state["config"])
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    note_added(str(path), load_model_state(model, state["model"], str(path)))
     return model.to(device).eval(), config, state

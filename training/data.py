@@ -1,5 +1,6 @@
-"""Lazy page loading: one DataSpec page → panel crops, text ids, composition features and
-reading-order labels; a collate that pads to `max_panels`; a sampler that keeps
+"""Lazy page loading: one DataSpec page → panel crops, text ids, composition features,
+each panel's text state and modality mask (an unknown or empty text is masked, never fed
+as text) and reading-order labels; a collate that pads to `max_panels`; a sampler that keeps
 consecutive pages of a book side by side (for the page-order objective).
 
 Loading, image resolution and reading order all come from `dataspec`:
@@ -50,6 +51,16 @@ END = -1
 
 IGNORE = -100
 """Label value that the losses and metrics ignore."""
+
+MODALITIES = ("vision", "text", "layout")
+"""The columns of `modality_mask`: a panel's crop, its lettered text, its box geometry."""
+
+TEXT_STATES = ("present", "none", "unknown")
+"""Names of the `text_state` values, by value."""
+TEXT_PRESENT, TEXT_NONE, TEXT_UNKNOWN = 0, 1, 2
+"""`text_state` values: the panel has lettered text; it has none (known: `text` is empty
+and the page vouches for it); its text is unknown (`text_known: false`, e.g. the analyzer
+could not pair the detected panel with a VLM panel), so its empty `text` says nothing."""
 
 _ZERO_PANEL_LOGS = 3
 _zero_panel_logged = 0
@@ -333,6 +344,31 @@ class PageItem:
     """(n, 8) float32 composition features."""
     position: torch.Tensor
     """(n,) int64: reading position (0 = first) of the panel in each slot."""
+    text_state: torch.Tensor
+    """(n,) int64: `TEXT_PRESENT`, `TEXT_NONE` or `TEXT_UNKNOWN` (see `panel_text`)."""
+    modality_mask: torch.Tensor
+    """(n, 3) bool, columns `MODALITIES`: which inputs the model may use. Vision and layout
+    are always on; text only for `TEXT_PRESENT` (an empty or unknown text is never fed)."""
+
+
+def panel_text(panel: dataspec.Panel) -> tuple[str, int]:
+    """(text fed to the text encoder, text state) of one panel.
+
+    A panel whose text is unknown (`not panel.knows_text()`) gives "" and `TEXT_UNKNOWN`
+    whatever its `text` holds; otherwise its lines joined by spaces, and `TEXT_PRESENT`
+    or, when there are none, `TEXT_NONE`.
+    """
+    if not panel.knows_text():
+        return "", TEXT_UNKNOWN
+    text = " ".join(panel.text.lines())
+    return text, TEXT_PRESENT if text.strip() else TEXT_NONE
+
+
+def modality_mask(text_state: torch.Tensor) -> torch.Tensor:
+    """(n, 3) bool `MODALITIES` mask for (n,) text states: text on only for present text."""
+    mask = torch.ones((text_state.numel(), len(MODALITIES)), dtype=torch.bool)
+    mask[:, 1] = text_state == TEXT_PRESENT
+    return mask
 
 
 SKIP_KINDS = ("page", "image", "boxes", "error")
@@ -496,6 +532,8 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
                 [],
                 torch.zeros((0, 8), dtype=torch.float32),
                 torch.zeros((0,), dtype=torch.int64),
+                torch.zeros((0,), dtype=torch.int64),
+                torch.zeros((0, len(MODALITIES)), dtype=torch.bool),
             )
         try:
             crops = read_crops(
@@ -516,7 +554,9 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             position = np.random.default_rng([self.seed, epoch, index]).permutation(n)
         else:
             position = np.arange(n)
-        texts = [" ".join(page.panels[keep[p]].text.lines()) for p in position]
+        read = [panel_text(page.panels[keep[p]]) for p in position]
+        texts = [text for text, _ in read]
+        text_state = torch.tensor([state for _, state in read], dtype=torch.int64)
         boxes = [crops.boxes[p] for p in position]
         meta = PageMeta(
             index=index,
@@ -540,6 +580,8 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             texts,
             torch.from_numpy(composition_features(boxes, *crops.page_size)),
             torch.from_numpy(position.astype(np.int64)),
+            text_state,
+            modality_mask(text_state),
         )
 
 
@@ -589,6 +631,12 @@ class Batch:
     same book, 1 = the same pair swapped, 2 = b is from another book."""
     texts: list[str]
     pages: list[PageMeta]
+    text_state: torch.Tensor
+    """(B, P) int64: `TEXT_PRESENT`, `TEXT_NONE` or `TEXT_UNKNOWN`; -1 in padding."""
+    modality_mask: torch.Tensor
+    """(B, P, 3) bool, columns `MODALITIES` (vision, text, layout): the inputs the model
+    may use for each panel; text is off unless the panel has known, non-empty text (so
+    the tokens of an empty or unknown text never reach the model); all off in padding."""
     skipped: list[SkippedPage] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -641,11 +689,15 @@ def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
     position = torch.full((b, p), -1, dtype=torch.int64)
     next_target = torch.full((b, p), IGNORE, dtype=torch.int64)
     first_target = torch.full((b,), IGNORE, dtype=torch.int64)
+    text_state = torch.full((b, p), -1, dtype=torch.int64)
+    modalities = torch.zeros((b, p, len(MODALITIES)), dtype=torch.bool)
     for row, item in enumerate(pages):
         n = item.position.numel()
         comp[row, :n] = item.comp
         mask[row, :n] = True
         position[row, :n] = item.position
+        text_state[row, :n] = item.text_state
+        modalities[row, :n] = item.modality_mask
         if n >= 2:
             slot_of = torch.empty(n, dtype=torch.int64)
             slot_of[item.position] = torch.arange(n)
@@ -671,6 +723,8 @@ def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
         pairs=torch.tensor(pairs, dtype=torch.int64).reshape(-1, 3),
         texts=[t for it in pages for t in it.texts],
         pages=metas,
+        text_state=text_state,
+        modality_mask=modalities,
         skipped=skipped,
     )
 

@@ -6,8 +6,10 @@ r"""Panel and page embeddings of a corpus from a trained checkpoint.
 EMB gets page_embeddings.npy (pages x dim), panel_embeddings.npy (panels x dim; a panel's
 state in the context of its page), and index.csv: one row per embedding, `kind` page or
 panel, `row` in its array, the page's row, the JSON and image paths, and for panels the
-index in the page's `panels` list, the reading position and the box. Pages that cannot be
-used are listed in skipped_pages.csv.
+index in the page's `panels` list, the reading position, the box and `text`: present, none
+(known to have no lettered text) or unknown (`text_known: false`; the panel was embedded
+with its text masked, never as an empty text). Pages that cannot be used are listed in
+skipped_pages.csv.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from dataspec.io import atomic_open, atomic_write_bytes
 
 from .cli import add_source_args, flag, open_checkpoint, output_bytes
-from .data import Collate, PageDataset, PagePairBatchSampler
+from .data import TEXT_STATES, Collate, PageDataset, PagePairBatchSampler
 
 INDEX_COLUMNS = (
     "kind",
@@ -37,6 +39,7 @@ INDEX_COLUMNS = (
     "y",
     "w",
     "h",
+    "text",
 )
 
 
@@ -107,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                     "",
                     "",
                     "",
+                    "",
                 ]
             )
             n_pages += 1
             position = batch.position[row].tolist()
+            text_state = batch.text_state[row].tolist()
             for slot in sorted(range(len(meta.boxes)), key=lambda s: position[s]):
                 panels.append(states[row, slot])
                 writer.writerow(
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                         meta.panel_index[slot],
                         position[slot],
                         *meta.boxes[slot],
+                        TEXT_STATES[text_state[slot]],
                     ]
                 )
                 n_panels += 1

@@ -8,7 +8,10 @@ Unlike the seed, every term carries a learning signal:
 - masked panel: InfoNCE between the prediction for a masked panel and the content
   embeddings of every real panel in the batch — the other panels are the negatives, so
   it cannot collapse to a constant (targets are centred on their batch mean first, which
-  removes what all panels share and keeps the loss off its initial plateau);
+  removes what all panels share and keeps the loss off its initial plateau). A masked
+  panel whose text is unknown (`text_known: false`) is no target: its content has no text
+  part to predict, so it is left out of the loss (it stays a negative for the others: its
+  content is its crop and the "unknown" state marker, never an empty-text feature);
 - page order: 3-way cross-entropy on real page pairs (forward / swapped / other book).
 """
 
@@ -54,14 +57,21 @@ def next_panel_loss(out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
 
 def masked_panel_loss(out: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
     """InfoNCE: each masked panel's prediction against every real panel's content
-    (centred on the batch mean, L2-normalized), at `temperature`."""
+    (centred on the batch mean, L2-normalized), at `temperature`. Masked panels whose
+    text is unknown (`mpm_known` False) are not targets and are left out."""
     if "mpm_pred" not in out:
         return _zero(out)
-    pred = F.normalize(out["mpm_pred"].float(), dim=-1)
+    pred, index = out["mpm_pred"], out["mpm_index"]
+    known = out.get("mpm_known")
+    if known is not None:
+        pred, index = pred[known], index[known]
+    if index.numel() == 0:
+        return _zero(out)
+    pred = F.normalize(pred.float(), dim=-1)
     content = out["mpm_content"].float()
     content = F.normalize(content - content.mean(0, keepdim=True), dim=-1)
     logits = pred @ content.T / temperature
-    return F.cross_entropy(logits, out["mpm_index"])
+    return F.cross_entropy(logits, index)
 
 
 def page_order_loss(out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """CLOSURE-Lite "Simple" in one file.
 
     panel atoms   = gated fusion of a vision encoder (crop), a text encoder (lettered text)
-                    and a composition encoder (box geometry), one atom per panel
+                    and a composition encoder (box geometry), one atom per panel; a
+                    modality the batch masks (text, unless the panel has known non-empty
+                    text) adds nothing, and a learned text-state embedding tells "no
+                    lettered text" from "text unknown"
     panel states  = a small transformer over the page's atoms (plus one page token)
     page          = attention pooling of panel states (`num_heads` heads, `temperature`)
     next panel    = bilinear(state_i, state_j) + an MLP on both boxes and their relation,
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import COMPOSITION_FEATURES, ModelConfig
-from .data import Batch
+from .data import MODALITIES, TEXT_PRESENT, TEXT_UNKNOWN, Batch
 
 N_COMP = len(COMPOSITION_FEATURES)
 N_PAIR = 2 * N_COMP + 8
@@ -168,7 +171,17 @@ class PretrainedTextEncoder(nn.Module):
 
 
 class PanelAtomizer(nn.Module):
-    """Per panel: vision, text and composition encoders, fused by learned gates."""
+    """Per panel: vision, text and composition encoders, fused by learned gates.
+
+    `batch.modality_mask` says which inputs a panel has: a masked one is zeroed before
+    the gates, its gate is zeroed, and the remaining gated sum is scaled by
+    3 / (inputs on), so a panel with vision and layout only is not scaled down. The text
+    encoder runs only on panels whose text is on, so the tokens of an unknown (or empty)
+    text never reach an atom. `text_state` (an embedding of `batch.text_state`, zero for
+    panels with text) is added to the masked text slot of the gates' input and to the
+    fused sum: "no lettered text" and "text unknown" are told apart, and neither is an
+    all-zero dummy input.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -185,6 +198,20 @@ class PanelAtomizer(nn.Module):
         self.gate = nn.Linear(3 * d, 3 * d)
         self.norm = nn.LayerNorm(d)
         self.content = nn.Linear(2 * d, d)
+        self.text_state = nn.Embedding(TEXT_UNKNOWN + 1, d, padding_idx=TEXT_PRESENT)
+        with torch.no_grad():  # small, like the mask token; the TEXT_PRESENT row stays 0
+            nn.init.normal_(self.text_state.weight, std=0.02)
+            self.text_state.weight[TEXT_PRESENT].zero_()
+
+    def _encode_text(self, batch: Batch, on: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """(N, d) text features: the encoder's on the panels where `on`, zero elsewhere."""
+        out = like.new_zeros(like.shape)
+        index = on.nonzero().flatten()
+        if index.numel():
+            rows = index.tolist()
+            encoded = self.text(batch.tokens[index], [batch.texts[i] for i in rows])
+            out = out.to(encoded.dtype).index_put((index,), encoded)
+        return out
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(atoms (B, P, d), content (N, d) of real panels, composition embedding (B, P, d))."""
@@ -193,15 +220,21 @@ class PanelAtomizer(nn.Module):
         if batch.crops.shape[0] == 0:
             empty = comp.new_zeros((0, d))
             return comp.new_zeros((b, p, d)), empty, comp
+        real = batch.panel_mask
+        on = batch.modality_mask[real]  # (N, 3): vision, text, layout
         v = self.vision(batch.crops)
-        t = self.text(batch.tokens, batch.texts)
-        c = comp[batch.panel_mask]
-        gv, gt, gc = torch.sigmoid(self.gate(torch.cat([v, t, c], -1))).chunk(3, -1)
-        fused = self.norm(gv * v + gt * t + gc * c)
-        atoms = fused.new_zeros((b, p, d)).index_put(
-            (batch.panel_mask.nonzero(as_tuple=True)), fused
-        )
-        return atoms, self.content(torch.cat([v, t], -1)), comp
+        t = self._encode_text(batch, on[:, 1], v)
+        c = comp[real]
+        x = torch.stack([v, t.to(v.dtype), c.to(v.dtype)], 1)  # (N, 3, d)
+        x = torch.where(on.unsqueeze(-1), x, torch.zeros_like(x))  # masked inputs: nothing
+        state = self.text_state(batch.text_state[real].clamp(min=0)).to(x.dtype)
+        vt = torch.cat([x[:, 0], x[:, 1] + state], -1)
+        gates = torch.sigmoid(self.gate(torch.cat([vt, x[:, 2]], -1))).view(-1, len(MODALITIES), d)
+        gates = gates * on.unsqueeze(-1)
+        scale = (len(MODALITIES) / on.sum(1, keepdim=True).clamp(min=1)).to(x.dtype)
+        fused = self.norm(scale * (gates * x).sum(1) + state)
+        atoms = fused.new_zeros((b, p, d)).index_put((real.nonzero(as_tuple=True)), fused)
+        return atoms, self.content(vt), comp
 
 
 class PanelContext(nn.Module):
@@ -358,8 +391,9 @@ class ClosureLite(nn.Module):
 
         Keys: `states` (B, P, d), `page` (B, d), `next_logits` (B, P, P + 1),
         `start_logits` (B, P), `order_logits` (K, 3); with a non-empty `mpm_mask` (B, P)
-        also `mpm_pred` (M, d), `mpm_content` (N, d) and `mpm_index` (M,) — which of
-        the N real panels each masked one is.
+        also `mpm_pred` (M, d), `mpm_content` (N, d), `mpm_index` (M,) — which of
+        the N real panels each masked one is — and `mpm_known` (M,) bool: False where the
+        masked panel's text is unknown (its content has no text part: not a target).
         """
         atoms, content, comp = self.atomizer(batch)
         states, page_state = self.context(atoms, batch.panel_mask)
@@ -382,6 +416,7 @@ class ClosureLite(nn.Module):
             out["mpm_pred"] = self.mpm_head(masked_states[mpm_mask])
             out["mpm_content"] = content
             out["mpm_index"] = flat_index[mpm_mask]
+            out["mpm_known"] = batch.text_state[mpm_mask] != TEXT_UNKNOWN
         return out
 
 

@@ -42,7 +42,15 @@ import dataspec
 from dataspec.io import atomic_write_bytes
 
 from . import distributed
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    note_added,
+    optimizer_state_for,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .cli import (
     CLIError,
     add_source_args,
@@ -480,8 +488,16 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
     all_lenient: dict[str, str] = {}
     position: dict[str, Any] | None = None
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
+        source = str(ckpt)
+        try:
+            added = load_model_state(model, resume_state["model"], source)
+            optimizer.load_state_dict(
+                optimizer_state_for(resume_state["optimizer"], optimizer, model, added)
+            )
+        except ValueError as exc:
+            raise UserError(f"--resume: {exc}") from None
+        if info.is_main:
+            note_added(source, added)
         scheduler.load_state_dict(resume_state["scheduler"])
         scaler.load_state_dict(resume_state["scaler"])
         set_rng_state(resume_state["rng"])

@@ -54,13 +54,13 @@ def test_evaluate_report_on_held_out_pages(
     for key in (
         "next_panel_acc",
         "order_exact",
-        "kendall_tau",
         "chance_next_panel_acc",
         "heuristic_next_panel_acc",
         "chance_order_exact",
         "heuristic_order_exact",
     ):
         assert 0.0 <= report[key] <= 1.0, key
+    assert -1.0 <= report["kendall_tau"] <= 1.0  # a 3-epoch toy model can be below 0
     # Every panel has n candidates (n - 1 others + end): chance = pages / panels.
     assert report["chance_next_panel_acc"] == pytest.approx(
         report["pages_scored"] / report["panels_scored"]

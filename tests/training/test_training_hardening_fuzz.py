@@ -29,7 +29,15 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from training.config import ModelConfig
-from training.data import SKIP_KINDS, PageDataset, PageItem, SkippedPage
+from training.data import (
+    SKIP_KINDS,
+    TEXT_NONE,
+    TEXT_PRESENT,
+    TEXT_UNKNOWN,
+    PageDataset,
+    PageItem,
+    SkippedPage,
+)
 from training.text import HashTokenizer
 
 EXAMPLES = int(os.environ.get("DATASPEC_FUZZ_EXAMPLES", "1500"))
@@ -82,6 +90,12 @@ def check(loader: Loader, raw: bytes) -> None:
     assert ((item.tokens >= 0) & (item.tokens < CFG.vocab_size)).all()
     assert item.comp.shape == (n, 8) and torch.isfinite(item.comp).all()
     assert sorted(item.position.tolist()) == list(range(n))
+    assert item.text_state.shape == (n,) and item.modality_mask.shape == (n, 3)
+    assert set(item.text_state.tolist()) <= {TEXT_PRESENT, TEXT_NONE, TEXT_UNKNOWN}
+    assert item.modality_mask[:, 0].all() and item.modality_mask[:, 2].all()
+    has_text = item.text_state == TEXT_PRESENT
+    assert torch.equal(item.modality_mask[:, 1], has_text)
+    assert not item.tokens[~has_text].any()  # no text fed for an empty or unknown text
     for x, y, w, h in item.meta.boxes:  # clamped to the page image, at least 1x1
         assert x >= 0 and y >= 0 and w >= 1 and h >= 1
         assert x + w <= WIDTH and y + h <= HEIGHT
@@ -183,6 +197,7 @@ canonical_panel = st.fixed_dictionaries(
     },
     optional={
         "score": st.floats(-1, 2),
+        "text_known": st.sampled_from([True, False, None]),
         "character_coords": st.lists(
             st.tuples(coordinate, coordinate, st.integers(1, 50), st.integers(1, 50)), max_size=2
         ),

@@ -42,7 +42,7 @@ def _mask(batch: Batch, seed: int = 0) -> torch.Tensor:
     return sample_mpm_mask(batch.panel_mask, 0.25, torch.Generator().manual_seed(seed))
 
 
-ENCODERS = ("atomizer.vision", "atomizer.text", "atomizer.comp")
+ENCODERS = ("atomizer.vision.", "atomizer.text.", "atomizer.comp.")
 
 
 @pytest.mark.parametrize(
