@@ -16,7 +16,7 @@ from click.core import ParameterSource
 
 from dataspec.paths import split_roots
 
-from .emit import SKIP_REASONS
+from .emit import MIN_CONFIDENCE, SKIP_REASONS
 from .run import EmitOptions, Options, RunError, run
 from .score import SUBSETS
 
@@ -56,6 +56,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 _EMIT_ONLY = (
     "dataspec_out_dir",
     "dataspec_min_det_score",
+    "dataspec_min_pair_confidence",
     "dataspec_require_equal_counts",
     "require_image_exists",
     "dataspec_allow_missing_images",
@@ -143,6 +144,13 @@ _SKIP_HELP = ", ".join(SKIP_REASONS)
 @flag("panel_category_id", type=int, multiple=True, help="Panel category id; repeatable.")
 @flag("panel_category_names", multiple=True, help="Panel category names, comma separated.")
 @flag(
+    "text_category_id",
+    type=int,
+    multiple=True,
+    help="Lettered-text (text, balloon) category id; repeatable [default: by name, else 3 and 4].",
+)
+@flag("text_category_names", multiple=True, help="Lettered-text category names, comma separated.")
+@flag(
     "min_det_score",
     type=click.FloatRange(0, 1),
     default=0.0,
@@ -183,6 +191,13 @@ _SKIP_HELP = ", ".join(SKIP_REASONS)
     help="Detections used as panels.",
 )
 @flag(
+    "dataspec_min_pair_confidence",
+    type=click.FloatRange(0, 1),
+    default=MIN_CONFIDENCE,
+    show_default=True,
+    help="Least confidence of a detection/VLM panel pair for its text to go on the panel.",
+)
+@flag(
     "dataspec_require_equal_counts",
     is_flag=True,
     help="Skip pages whose detection and VLM panel counts differ.",
@@ -206,7 +221,7 @@ _SKIP_HELP = ", ".join(SKIP_REASONS)
 @flag(
     "dataspec_keep_unpaired",
     is_flag=True,
-    help="Write pages with no detection/VLM pair too (panels without text).",
+    help="Write pages with no confident detection/VLM pair too (panels of unknown text).",
 )
 @flag("emit_vlm_map", help="Write a JSON map image path → VLM JSON of the matched pages.")
 @flag("limit", type=click.IntRange(min=1), help="Process only the first N pages (page order).")
@@ -232,6 +247,7 @@ def analyze(ctx: click.Context, **p: Any) -> None:
             out_dir=p["dataspec_out_dir"],
             subsets=None if every else frozenset(p["emit_dataspec_for"]),
             min_det_score=p["dataspec_min_det_score"],
+            min_pair_confidence=p["dataspec_min_pair_confidence"],
             require_equal_counts=p["dataspec_require_equal_counts"],
             require_image=p["require_image_exists"],
             keep_unpaired=p["dataspec_keep_unpaired"],
@@ -241,6 +257,9 @@ def analyze(ctx: click.Context, **p: Any) -> None:
             skips_out=p["dataspec_debug_skips_out"],
         )
     names = tuple(n.strip() for v in p["panel_category_names"] for n in v.split(",") if n.strip())
+    text_names = tuple(
+        n.strip() for v in p["text_category_names"] for n in v.split(",") if n.strip()
+    )
     lists = SUBSETS if p["emit_all_json_lists"] else tuple(dict.fromkeys(p["emit_json_list"]))
     opts = Options(
         coco=p["coco"],
@@ -253,6 +272,8 @@ def analyze(ctx: click.Context, **p: Any) -> None:
         fuzzy=p["allow_partial_match"],
         panel_category_ids=tuple(p["panel_category_id"]),
         panel_category_names=names,
+        text_category_ids=tuple(p["text_category_id"]),
+        text_category_names=text_names,
         min_det_score=p["min_det_score"],
         min_text_coverage=p["min_text_coverage"],
         caption_as_narration=p["caption_as_narration"],

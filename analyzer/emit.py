@@ -1,27 +1,21 @@
 """DataSpec emission: detections + VLM panels → one canonical page file per matched page.
 
 Boxes: panel detections at or above the score threshold, converted by dataspec's box
-rules (clipped to the page, integer pixels; a box they drop does not count), put in
-reading order by `dataspec.reading_order`.
+rules (clipped to the page, integer pixels; a box they drop does not count), listed in
+layout order (`dataspec.reading_order`, left to right).
 
-Pairing (detections in reading order ↔ VLM panels in their order):
-
-- every VLM panel has a box: pairs by overlap, greedily by IoU (≥ `PAIR_MIN_IOU`),
-  one to one, highest first;
-- otherwise, equal counts of a reply that was not cut short: the i-th detection gets the
-  i-th VLM panel;
-- otherwise (unequal counts, no VLM boxes) nothing is paired: which panel a VLM
-  panel describes would be a guess.
-
-A detection without a partner is written with empty text; a VLM panel without a partner is
-left out (their counts are in `source.unpaired_detections` / `source.unpaired_vlm_panels`).
-A page with no pair at all is skipped (`zero_pairs`) unless `keep_unpaired` is set.
+Which VLM text goes on which detection is `analyzer.align`'s answer; `build_page` keeps
+the placements at or above the confidence threshold. A detection without one has unknown
+text (`text_known: false`, never an empty text that would read as "no lettering"); the text
+of VLM panels placed nowhere stays on the page (`unpaired_text`). A page with no confident
+placement is skipped (`zero_pairs`) unless `keep_unpaired` is set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import stat
@@ -30,18 +24,22 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any, Literal
 
 import numpy as np
 
-from dataspec import Page, PageSize, Panel, PanelText, Source, reading_order
+from dataspec import Page, PageSize, Panel, PanelText, Source, UnpairedText, reading_order
 from dataspec.errors import Note
 from dataspec.io import atomic_write_bytes
+from dataspec.models import TEXT_KINDS, TextItem
 from dataspec.normalize import PanelRecord
 from dataspec.normalize.boxes import BoxFrame, RawBox
 from dataspec.paths import image_stem, is_windows_path
 
+from .align import Alignment, Part, Placement
+
 __all__ = [
-    "PAIR_MIN_IOU",
+    "MIN_CONFIDENCE",
     "SKIP_REASONS",
     "Detection",
     "UnsafeOutputError",
@@ -50,13 +48,13 @@ __all__ = [
     "detections",
     "inside",
     "output_name",
-    "pair_panels",
     "remove_stale_temps",
+    "text_boxes",
     "write_if_changed",
 ]
 
-PAIR_MIN_IOU = 0.3
-"""Least IoU for a detection and a VLM box to be paired."""
+MIN_CONFIDENCE = 0.9
+"""Default least confidence of a placement for its text to be written on the panel."""
 
 SKIP_REASONS = {
     "not_selected": "not in the subsets chosen with --emit_dataspec_for",
@@ -68,7 +66,8 @@ SKIP_REASONS = {
     "no_detections": "no panel detections at all for this image",
     "no_dets_after_threshold": "no usable panel detection at or above --dataspec_min_det_score",
     "equal_count_mismatch": "detections ≠ VLM panels (with --dataspec_require_equal_counts)",
-    "zero_pairs": "no detection could be paired with a VLM panel without guessing",
+    "zero_pairs": "no detection could be paired with a VLM panel at or above "
+    "--dataspec_min_pair_confidence",
     "unsafe_output": "the output file would be written through a symlink in the out tree, or "
     "over a FIFO, socket or device: nothing written (the path is in the errors CSV)",
     "exception:<Type>": "building or writing the page raised <Type> (message in the errors CSV)",
@@ -89,7 +88,8 @@ class Detection:
 def detections(
     boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
 ) -> list[Detection]:
-    """Detections at or above `threshold`, in pixels by dataspec's box rules, in reading order."""
+    """Detections at or above `threshold`, in pixels by dataspec's box rules, in layout
+    order (rows, then left to right)."""
     frame = BoxFrame(size)
     notes: list[Note] = []
     kept: list[Detection] = []
@@ -103,44 +103,11 @@ def detections(
     return [kept[i] for i in order]
 
 
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def pair_panels(
-    dets: Sequence[Detection], vlm: Sequence[PanelRecord], *, by_order: bool = True
-) -> tuple[list[tuple[int, int]], str]:
-    """(detection index, VLM index) pairs and the rule used: `overlap`, `order` or `none`.
-
-    `by_order=False` (a truncated reply, whose panel count says nothing) pairs by overlap
-    only.
-    """
-    if dets and vlm and all(r.box is not None for r in vlm):
-        scored = sorted(
-            (
-                (-_iou(d.box, r.box), i, j)  # type: ignore[arg-type]
-                for i, d in enumerate(dets)
-                for j, r in enumerate(vlm)
-            ),
-        )
-        used_d: set[int] = set()
-        used_v: set[int] = set()
-        pairs: list[tuple[int, int]] = []
-        for neg, i, j in scored:
-            if -neg < PAIR_MIN_IOU:
-                break
-            if i not in used_d and j not in used_v:
-                used_d.add(i)
-                used_v.add(j)
-                pairs.append((i, j))
-        return sorted(pairs), "overlap"
-    if by_order and dets and len(dets) == len(vlm):
-        return [(i, i) for i in range(len(dets))], "order"
-    return [], "none"
+def text_boxes(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
+) -> list[Box]:
+    """The detector's text/balloon boxes at or above `threshold`, in pixels."""
+    return [d.box for d in detections(boxes, scores, threshold, size)]
 
 
 def build_page(
@@ -149,37 +116,50 @@ def build_page(
     size: tuple[int, int] | None,
     dets: Sequence[Detection],
     vlm: Sequence[PanelRecord],
-    pairs: Sequence[tuple[int, int]],
-    pairing: str,
+    alignment: Alignment,
+    min_confidence: float,
     image_id: int | str,
     vlm_json_path: str,
     match_tier: str,
     vlm_repairs: Sequence[str] = (),
     vlm_truncated: bool = False,
 ) -> Page:
-    """The canonical page: every detection as a panel (in reading order), paired text on it.
+    """The canonical page: every detection as a panel (in layout order), VLM text on it.
 
-    `source` holds the provenance; `vlm_repairs` (the repairs the VLM reply needed) and
-    `vlm_truncated` (the reply was cut short) only when there are any.
+    A detection gets the text of its placement when that is at least `min_confidence`;
+    otherwise its text is unknown (`text_known: false`). The text of VLM panels (or lines)
+    placed nowhere is kept in `unpaired_text`. `reading_order` follows the VLM's panel
+    order where its boxes paired panels (`reading_order_source: vlm`), else the layout
+    heuristic in the direction the alignment found (`layout`). `source` holds the
+    provenance, the pairing method and confidence, and the unpaired counts.
     """
-    partner = dict(pairs)
+    kept = {p.det: p for p in alignment.confident(min_confidence)}
+    placed: dict[int, set[int] | None] = {}  # VLM panel -> item indices placed (None: all)
     panels: list[Panel] = []
     for i, det in enumerate(dets):
-        j = partner.get(i)
-        record = vlm[j] if j is not None else None
+        placement = kept.get(i)
+        if placement is None:
+            panels.append(Panel(panel_coords=det.box, score=det.score, text_known=False))
+            continue
+        for part in placement.parts:
+            _mark(placed, part)
         panels.append(
-            Panel(
-                panel_coords=det.box,
-                text=record.text if record is not None else PanelText(),
-                score=det.score,
-                **(record.details() if record is not None else {}),
-            )
+            Panel(panel_coords=det.box, score=det.score, **_content(vlm, placement.parts))
         )
-    extra: dict[str, object] = {"match_tier": match_tier, "pairing": pairing}
-    if len(dets) > len(pairs):
-        extra["unpaired_detections"] = len(dets) - len(pairs)
-    if len(vlm) > len(pairs):
-        extra["unpaired_vlm_panels"] = len(vlm) - len(pairs)
+    unpaired = _unpaired(vlm, placed)
+    order, source = _reading_order(dets, alignment, kept)
+    extra: dict[str, object] = {
+        "match_tier": match_tier,
+        "pairing": alignment.method,
+        "pairing_confidence": alignment.confidence,
+    }
+    if alignment.direction != "ltr":
+        extra["reading_direction"] = alignment.direction
+    if len(dets) > len(kept):
+        extra["unpaired_detections"] = len(dets) - len(kept)
+    unplaced = sum(1 for j in range(len(vlm)) if j not in placed)
+    if unplaced:
+        extra["unpaired_vlm_panels"] = unplaced
     if vlm_repairs:
         extra["vlm_repairs"] = list(vlm_repairs)
     if vlm_truncated:
@@ -187,12 +167,117 @@ def build_page(
     return Page(
         page_image_path=image_path,
         panels=panels,
-        reading_order=list(range(len(panels))),
+        reading_order=order,
+        reading_order_source=source,
         page_size=PageSize(width=size[0], height=size[1]) if size else None,
         source=Source.model_validate(
             {"coco_image_id": image_id, "vlm_json_path": vlm_json_path, **extra}
         ),
+        unpaired_text=unpaired or None,
     )
+
+
+def _mark(placed: dict[int, set[int] | None], part: Part) -> None:
+    if part.items is None:
+        placed[part.vlm] = None
+        return
+    have = placed.setdefault(part.vlm, set())
+    if have is not None:
+        have.update(part.items)
+
+
+def _items(record: PanelRecord) -> list[TextItem]:
+    """The record's lines as text items (its own, or one per bucket line)."""
+    if record.text_items is not None:
+        return list(record.text_items)
+    return [
+        TextItem(text=line, kind=kind)  # type: ignore[arg-type]
+        for kind in TEXT_KINDS
+        for line in getattr(record.text, kind)
+    ]
+
+
+def _text_of(items: Sequence[TextItem]) -> PanelText:
+    return PanelText(**{k: [t.text for t in items if t.kind == k] for k in TEXT_KINDS})
+
+
+def _content(vlm: Sequence[PanelRecord], parts: Sequence[Part]) -> dict[str, Any]:
+    """Panel fields from the VLM parts placed on one detection (in VLM order)."""
+    if not parts:
+        return {}
+    if len(parts) == 1 and parts[0].items is None:
+        record = vlm[parts[0].vlm]
+        return {"text": record.text, **record.details()}
+    items: list[TextItem] = []
+    detailed = False
+    descriptions: list[str] = []
+    characters: list[Any] = []
+    faces: list[Any] = []
+    for part in parts:
+        record = vlm[part.vlm]
+        mine = _items(record)
+        detailed |= record.text_items is not None
+        if part.items is None:
+            items += mine
+            characters += record.characters or ()
+            faces += record.faces or ()
+            if record.description:
+                descriptions.append(record.description)
+        else:
+            items += [mine[n] for n in part.items if n < len(mine)]
+    out: dict[str, Any] = {"text": _text_of(items)}
+    if detailed and items:
+        out["text_items"] = items
+    if descriptions:
+        out["description"] = "\n".join(descriptions)
+    if characters:
+        out["characters"] = characters
+    if faces:
+        out["faces"] = faces
+    return out
+
+
+def _unpaired(vlm: Sequence[PanelRecord], placed: dict[int, set[int] | None]) -> list[UnpairedText]:
+    """The VLM panels (or their lines) placed on no detection, in VLM order."""
+    out: list[UnpairedText] = []
+    for j, record in enumerate(vlm):
+        have = placed.get(j, set())
+        if have is None:
+            continue
+        if j not in placed:
+            if record.text.is_empty() and not record.description:
+                continue
+            fields: dict[str, Any] = {"vlm_panel": j, "text": record.text}
+            if record.description is not None:
+                fields["description"] = record.description
+            if record.text_items is not None:
+                fields["text_items"] = list(record.text_items)
+            out.append(UnpairedText(**fields))
+            continue
+        rest = [t for n, t in enumerate(_items(record)) if n not in have]
+        if rest:
+            fields = {"vlm_panel": j, "text": _text_of(rest)}
+            if record.text_items is not None:
+                fields["text_items"] = rest
+            out.append(UnpairedText(**fields))
+    return out
+
+
+def _reading_order(
+    dets: Sequence[Detection], alignment: Alignment, kept: dict[int, Placement]
+) -> tuple[list[int], Literal["vlm", "layout"]]:
+    """(reading order, its source): the VLM's order over its boxed pairs, the other
+    detections in their layout slots; else the layout order in the page's direction."""
+    layout = reading_order([d.box for d in dets], rtl=alignment.direction == "rtl")
+    rank = alignment.vlm_rank
+    if rank is None:
+        return layout, "layout"
+    ranked = [i for i in layout if i in kept and rank[i] != math.inf]
+    if len(ranked) < 2:
+        return layout, "layout"
+    by_vlm = iter(sorted(ranked, key=lambda i: (rank[i], layout.index(i))))
+    slots = set(ranked)
+    return [next(by_vlm) if i in slots else i for i in layout], "vlm"
 
 
 # --- naming --------------------------------------------------------------------------------

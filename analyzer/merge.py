@@ -22,7 +22,7 @@ import orjson
 from dataspec.io import atomic_open, atomic_write_bytes, read_bytes
 
 from .cli import flag, invoke
-from .run import CSV_COLUMNS, SKIP_COLUMNS
+from .outputs import CSV_COLUMNS, SKIP_COLUMNS
 
 __all__ = ["MergeError", "find_groups", "main", "merge", "merge_group"]
 

@@ -295,6 +295,8 @@ STEP2 = [
     "--emit_dataspec_everything",
     "--dataspec_min_det_score",
     "0.5",
+    "--dataspec_min_pair_confidence",  # this test is about reading bad files, not pairing:
+    "0",  # every aligned pair's text is written, so decoded text can be checked on panels
     "--dataspec_naming",
     "preserve_tree",
     "--no_progress",

@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dataspec
+from analyzer.align import align
 from analyzer.coco import CocoError, CocoPages, load_coco
-from analyzer.emit import build_page, detections, output_name, pair_panels
+from analyzer.emit import build_page, detections, output_name
 from analyzer.vlm import read_vlm, vlm_stats
 
 _ENV = os.environ.get("DATASPEC_FUZZ_EXAMPLES")
@@ -272,14 +273,14 @@ def test_any_vlm_json_gives_panels_or_names_the_file_and_pages_load(
     vlm_stats(records)
     scores = np.linspace(0.0, 1.0, len(boxes)) if boxes else np.zeros(0)
     dets = detections(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), scores, threshold, size)
-    pairs, pairing = pair_panels(dets, records)
+    alignment = align([d.box for d in dets], [d.score for d in dets], records)
     page = build_page(
         image_path=image_path,
         size=size,
         dets=dets,
         vlm=records,
-        pairs=pairs,
-        pairing=pairing,
+        alignment=alignment,
+        min_confidence=0.5,
         image_id="E:\\S\\JPG4CBZ_0001.jpg",
         vlm_json_path=path,
         match_tier="exact",

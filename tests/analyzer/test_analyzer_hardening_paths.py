@@ -123,6 +123,7 @@ def _emit(corpus: SampleCorpus, out: Path, map_path: Path, *extra: str) -> Any:
         "--output_csv",
         str(out / "analysis.csv"),
         "--emit_dataspec_everything",
+        "--dataspec_keep_unpaired",  # about where files land: every page is written
         "--dataspec_out_dir",
         str(out / "ds"),
         "--dataspec_list_out",

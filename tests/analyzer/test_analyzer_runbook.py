@@ -15,7 +15,7 @@ from analyzer_testlib import read_csv
 from click.testing import CliRunner
 
 import dataspec
-from analyzer.run import CSV_COLUMNS, SKIP_COLUMNS
+from analyzer.outputs import CSV_COLUMNS, SKIP_COLUMNS
 from analyzer.subset import LIST_NAME, REJECTS_NAME, subset
 from dataspec.sample import SampleCorpus
 

@@ -1,0 +1,357 @@
+"""The `order` method of `analyzer.align`, for pages whose VLM panels carry no boxes: a
+monotone alignment of the detections (reading order, both directions) to the VLM panels,
+solved exactly by forward-backward over a pair-HMM (`_Model`, `_Lattice`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dataspec import reading_order
+from dataspec.normalize import PanelRecord
+
+from .geometry import _inside, _inter
+from .types import Alignment, Box, Part, Placement
+
+
+def _log_poisson(k: int, lam: float) -> float:
+    return k * math.log(lam) - lam - math.lgamma(k + 1)
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The pair-HMM's rates: how detectors and VLMs disagree, per step."""
+
+    p_pair: float = 0.80
+    p_skip_det: float = 0.06
+    p_skip_vlm: float = 0.06
+    p_det_merge: float = 0.04
+    p_vlm_merge: float = 0.04
+    recall: float = 0.85
+    """Share of lettered lines the detector boxes."""
+    false_boxes: float = 0.15
+    """Text boxes per panel with no line behind them."""
+    merge_area: float = 1.8
+    """A merged detection's area over the page's median detection, typically."""
+    area_sd: float = 0.6
+    _text_cache: dict[tuple[int, int], float] = field(default_factory=dict, compare=False)
+
+    def text(self, t: int, lines: int) -> float:
+        """log P(t text boxes | the panel has `lines` lines): binomial recall + Poisson
+        false boxes, mixed with a broad term (one balloon may hold two lines, or the
+        reverse). Cached per (t, lines)."""
+        key = (min(t, 60), min(lines, 60))
+        value = self._text_cache.get(key)
+        if value is None:
+            value = self._text_cache[key] = self._text(*key)
+        return value
+
+    def _text(self, t: int, lines: int) -> float:
+        exact = 0.0
+        for k in range(min(t, lines) + 1):
+            exact += math.exp(
+                math.lgamma(lines + 1)
+                - math.lgamma(k + 1)
+                - math.lgamma(lines - k + 1)
+                + k * math.log(self.recall)
+                + (lines - k) * math.log(1 - self.recall)
+                + _log_poisson(t - k, self.false_boxes)
+            )
+        broad = math.exp(_log_poisson(t, max(float(lines), 0.5)))
+        return math.log(0.95 * exact + 0.05 * broad + 1e-12)
+
+    def lone_det(self, t: int) -> float:
+        """log P(t | a detection no VLM panel describes): spurious or an omitted panel,
+        mostly without lettering."""
+        return math.log(0.75 * math.exp(self.text(t, 0)) + 0.25 * math.exp(self.text(t, 2)))
+
+    def score(self, s: float) -> float:
+        """log likelihood ratio spurious : real of a detection's score."""
+        return math.log((1.05 - min(max(s, 0.0), 1.0)) / 0.5)
+
+    def area(self, rel: float, merged: bool) -> float:
+        """log likelihood ratio merged : single of a detection's relative area."""
+        if not merged or rel <= 0:
+            return 0.0
+        x, mu, var = math.log(rel), math.log(self.merge_area), self.area_sd**2
+        return (x * x - (x - mu) ** 2) / (2 * var)
+
+
+_MODEL = _Model()
+_STEPS = ((1, 1), (1, 0), (0, 1), (1, 2), (2, 1))
+"""(detections, VLM panels) one step takes: pair, skip det, skip VLM, det merge, VLM merge."""
+
+
+class _Lattice:
+    """Step weights of one reading direction: w[step][i][j] for the step ending at (i, j)."""
+
+    def __init__(
+        self,
+        t: Sequence[int],
+        score: Sequence[float],
+        rel_area: Sequence[float],
+        lines: Sequence[int],
+        orphans: int,
+        prefix: bool,
+        model: _Model,
+    ) -> None:
+        n, m = len(t), len(lines)
+        self.n, self.m, self.prefix = n, m, prefix
+        lp = [math.log(p) for p in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
+        lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
+        text = model.text
+        self.lone = [lp[1] + model.lone_det(t[i]) + model.score(score[i]) for i in range(n)]
+        # a missed panel leaves its text boxes outside every detection: the orphans
+        base = text(orphans, 0)
+        self.skip_vlm = [lp[2] + text(orphans, lines[j]) - base for j in range(m)]
+        self.pair = [[lp[0] + text(t[i], lines[j]) for j in range(m)] for i in range(n)]
+        self.det_merge = [
+            [
+                lp[3] + text(t[i], lines[j] + lines[j + 1]) + model.area(rel_area[i], True)
+                for j in range(m - 1)
+            ]
+            for i in range(n)
+        ]
+        self.vlm_merge = [
+            [lp[4] + text(t[i] + t[i + 1], lines[j]) for j in range(m)] for i in range(n - 1)
+        ]
+        # a cut-short reply lists a prefix of the panels: the detections after it are free
+        self.tail = [model.lone_det(t[i]) for i in range(n)]
+
+    def weight(self, step: int, i: int, j: int) -> float:
+        """Weight of `step` ending at (i, j) (i detections, j VLM panels consumed)."""
+        if step == 0:
+            return self.pair[i - 1][j - 1]
+        if step == 1:
+            return self.lone[i - 1]
+        if step == 2:
+            return self.skip_vlm[j - 1]
+        if step == 3:
+            return self.det_merge[i - 1][j - 2]
+        return self.vlm_merge[i - 2][j - 1]
+
+    def solve(self) -> tuple[float, dict[tuple[int, int, int], float], list[tuple[int, int, int]]]:
+        """(log Z, posterior of each step (step, i, j), the most probable path's steps)."""
+        n, m = self.n, self.m
+        neg = -math.inf
+        exp, log = math.exp, math.log
+        # steps into each cell (step, from i, from j, weight), and out of it, built once
+        into: list[list[list[tuple[int, int, int, float]]]] = [
+            [[] for _ in range(m + 1)] for _ in range(n + 1)
+        ]
+        out: list[list[list[tuple[int, int, float]]]] = [
+            [[] for _ in range(m + 1)] for _ in range(n + 1)
+        ]
+        for i in range(n + 1):
+            for j in range(m + 1):
+                for s, (a, b) in enumerate(_STEPS):
+                    if i >= a and j >= b and (i, j) != (0, 0):
+                        w = self.weight(s, i, j)
+                        into[i][j].append((s, i - a, j - b, w))
+                        out[i - a][j - b].append((i, j, w))
+        fwd = [[neg] * (m + 1) for _ in range(n + 1)]
+        best = [[neg] * (m + 1) for _ in range(n + 1)]
+        back: list[list[tuple[int, int, int] | None]] = [[None] * (m + 1) for _ in range(n + 1)]
+        fwd[0][0] = best[0][0] = 0.0
+        for i in range(n + 1):
+            frow, brow = fwd[i], best[i]
+            for j in range(m + 1):
+                steps = into[i][j]
+                if not steps:
+                    continue
+                top, arg, hi = neg, None, neg
+                for s, pi, pj, w in steps:
+                    v = fwd[pi][pj] + w
+                    if v > hi:
+                        hi = v
+                    cand = best[pi][pj] + w
+                    if cand > top:
+                        top, arg = cand, (s, pi, pj)
+                if hi > neg:
+                    frow[j] = hi + log(sum(exp(fwd[pi][pj] + w - hi) for _, pi, pj, w in steps))
+                brow[j], back[i][j] = top, arg
+        tail = [0.0] * (n + 1)  # log weight of leaving detections i.. unpaired at the end
+        for i in range(n - 1, -1, -1):
+            tail[i] = tail[i + 1] + self.tail[i]
+        ends = [(n, m)] + ([(i, m) for i in range(n)] if self.prefix else [])
+        log_z = _lse([fwd[i][j] + tail[i] for i, j in ends])
+        bwd = [[neg] * (m + 1) for _ in range(n + 1)]
+        for i, j in ends:
+            bwd[i][j] = tail[i]
+        for i in range(n, -1, -1):
+            for j in range(m, -1, -1):
+                nexts = out[i][j]
+                if not nexts:
+                    continue
+                hi = bwd[i][j]
+                for ni, nj, w in nexts:
+                    v = bwd[ni][nj] + w
+                    if v > hi:
+                        hi = v
+                if hi > neg:
+                    total = exp(bwd[i][j] - hi) if bwd[i][j] > neg else 0.0
+                    total += sum(exp(bwd[ni][nj] + w - hi) for ni, nj, w in nexts)
+                    bwd[i][j] = hi + log(total)
+        post: dict[tuple[int, int, int], float] = {}
+        for i in range(n + 1):
+            for j in range(m + 1):
+                here = bwd[i][j] - log_z
+                for s, pi, pj, w in into[i][j]:
+                    if s == 2:
+                        continue
+                    value = fwd[pi][pj] + w + here
+                    if value > -30:
+                        post[(s, i, j)] = exp(value)
+        end = max(ends, key=lambda e: best[e[0]][e[1]] + tail[e[0]])
+        path: list[tuple[int, int, int]] = []
+        i, j = end
+        while (i, j) != (0, 0):
+            step = back[i][j]
+            assert step is not None
+            path.append((step[0], i, j))
+            i, j = step[1], step[2]
+        path.reverse()
+        return log_z, post, path
+
+
+def _lse(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def _order(
+    dets: Sequence[Box],
+    scores: Sequence[float],
+    vlm: Sequence[PanelRecord],
+    det_text: Sequence[int],
+    orphans: int,
+    prefix: bool,
+    model: _Model,
+    rtl_prior: float,
+    text_evidence: bool = True,
+) -> Alignment:
+    areas = [d[2] * d[3] for d in dets]
+    median = sorted(areas)[len(areas) // 2] or 1
+    # without the detector's text boxes, line counts say nothing: every panel weighs alike
+    lines = [len(r.text.lines()) if text_evidence else 0 for r in vlm]
+    raw = []
+    for direction, rtl in (("ltr", False), ("rtl", True)):
+        perm = reading_order(list(dets), rtl=rtl)  # position -> detection index
+        lattice = _Lattice(
+            [det_text[i] for i in perm],
+            [scores[i] for i in perm],
+            [areas[i] / median for i in perm],
+            lines,
+            orphans,
+            prefix,
+            model,
+        )
+        log_z, post, path = lattice.solve()
+        raw.append((direction, perm, log_z, post, path))
+    return _combine(raw, rtl_prior, vlm, det_text, dets)
+
+
+_Solved = tuple[
+    str, list[int], float, dict[tuple[int, int, int], float], list[tuple[int, int, int]]
+]
+
+
+def _combine(
+    raw: list[_Solved],
+    rtl_prior: float,
+    vlm: Sequence[PanelRecord],
+    det_text: Sequence[int],
+    dets: Sequence[Box],
+) -> Alignment:
+    """The alignment from both directions' solutions under `rtl_prior`."""
+    evidence = raw[1][2] - raw[0][2]
+    solved = [
+        (d, perm, z + math.log(rtl_prior if d == "rtl" else 1 - rtl_prior), post, path)
+        for d, perm, z, post, path in raw
+    ]
+    total = _lse([s[2] for s in solved])
+    # posterior of each detection's outcome (which VLM text it gets), over both directions
+    mass: dict[tuple[int, tuple[Part, ...]], float] = {}
+    for _, perm, weight, post, _ in solved:
+        share = math.exp(weight - total)
+        for (s, i, j), p in post.items():
+            for det, parts, _ in _outcomes(s, i, j, perm, vlm, det_text, dets):
+                mass[(det, parts)] = mass.get((det, parts), 0.0) + share * p
+    direction, perm, _, _, path = max(solved, key=lambda s: s[2])
+    placements = [
+        Placement(det, parts, round(min(1.0, mass.get((det, parts), 0.0)), 4), kind)
+        for s, i, j in path
+        if s != 2
+        for det, parts, kind in _outcomes(s, i, j, perm, vlm, det_text, dets)
+        if kind
+    ]
+    placements.sort(key=lambda p: p.det)
+    return Alignment(
+        "order",
+        tuple(placements),
+        direction,
+        rtl_evidence=evidence,
+        reweigh=lambda prior: _combine(raw, prior, vlm, det_text, dets),
+    )
+
+
+def _outcomes(
+    s: int,
+    i: int,
+    j: int,
+    perm: Sequence[int],
+    vlm: Sequence[PanelRecord],
+    det_text: Sequence[int],
+    boxes: Sequence[Box],
+) -> list[tuple[int, tuple[Part, ...], str]]:
+    """(detection, the VLM text it gets, placement kind or '' for none) of one step."""
+    dets = perm[i - _STEPS[s][0] : i]  # in reading order
+    if s == 0:
+        return [(dets[0], (Part(j - 1),), "pair")]
+    if s == 1:
+        return [(dets[0], (), "")]
+    if s == 3:
+        return [(dets[0], (Part(j - 2), Part(j - 1)), "detector_merge")]
+    if s == 4:
+        split = _vlm_merge(dets, j - 1, vlm, det_text, boxes)
+        return [(d, parts, "vlm_merge") for d, parts in split]
+    return []
+
+
+def _vlm_merge(
+    dets: Sequence[int],
+    j: int,
+    vlm: Sequence[PanelRecord],
+    det_text: Sequence[int],
+    boxes: Sequence[Box],
+) -> list[tuple[int, tuple[Part, ...]]]:
+    """Two detections (reading order), one VLM panel, no boxes: who gets which lines.
+
+    A panel without lines goes whole to the first; with lines, all go to the one detection
+    holding lettering; one box nested in the other: all to the outer (the inner's text is
+    unknown); two boxes apart, both lettered, whose text boxes number exactly the VLM's
+    lines: the lines (in the VLM's order) are cut by those counts; else neither gets any
+    (unknown).
+    """
+    record = vlm[j]
+    if not record.text.lines():
+        return [(dets[0], (Part(j),)), (dets[1], ())]
+    lettered = [d for d in dets if det_text[d] > 0]
+    if len(lettered) == 1:
+        return [(d, (Part(j),) if d == lettered[0] else ()) for d in dets]
+    items = record.text_items or ()
+    first = det_text[dets[0]]
+    a, b = boxes[dets[0]], boxes[dets[1]]
+    apart = _inter(a, b) < 0.1 * min(a[2] * a[3], b[2] * b[3])  # a nested box: counts unsure
+    for inner, outer in ((dets[0], dets[1]), (dets[1], dets[0])):
+        if _inside(boxes[inner], boxes[outer]) >= 0.8:  # a box nested in the other
+            return [(outer, (Part(j),))]  # the outer holds every line; the inner: unknown
+    if lettered and items and apart and first + det_text[dets[1]] == len(items):
+        return [
+            (dets[0], (Part(j, tuple(range(first))),)),
+            (dets[1], (Part(j, tuple(range(first, len(items)))),)),
+        ]
+    return []

@@ -1,0 +1,579 @@
+"""Worker stage: one page in, one CSV row (and maybe one DataSpec file) out.
+
+A worker gets a `Chunk` (the pages' tasks plus their panel boxes and scores as arrays).
+Per page it resolves the image, reads and scores the VLM JSON, builds the CSV row and,
+when emitting, runs the emission checks in the order of `SKIP_REASONS` and writes the
+DataSpec file. Everything here is top-level so that "spawn" workers can import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from dataspec.errors import DataSpecError, Note
+from dataspec.imagesize import image_size
+from dataspec.io import dumps
+from dataspec.keys import page_key
+from dataspec.normalize import PanelRecord
+from dataspec.normalize.boxes import MAX_COORD
+from dataspec.paths import ImageResolver
+
+from .align import RTL_PRIOR, Alignment, align, series_prior
+from .emit import (
+    MIN_CONFIDENCE,
+    Detection,
+    UnsafeOutputError,
+    build_page,
+    detections,
+    inside,
+    text_boxes,
+    write_if_changed,
+)
+from .images import image_problem, regular_file_problem
+from .match import image_key
+from .problems import Problem
+from .score import score_page, subsets_of
+from .vlm import EMPTY_REPLY, TRUNCATED, read_vlm, reply_repairs, vlm_stats
+
+if TYPE_CHECKING:
+    from .run import EmitOptions
+
+__all__ = [
+    "Chunk",
+    "PageResult",
+    "Task",
+    "WorkerConfig",
+    "book_of",
+    "init_worker",
+    "process_chunk",
+]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What every worker needs besides its chunks (set once by `init_worker`)."""
+
+    image_roots: tuple[str, ...]
+    min_det_score: float
+    min_text_coverage: float
+    caption_as_narration: bool
+    emit: EmitOptions | None
+    text_evidence: bool = True
+    """The detector boxes lettered text (a text or balloon category with detections)."""
+
+
+class Task(NamedTuple):
+    """One page of a chunk: what the main process knows about it."""
+
+    page: int
+    image_id: int | str
+    image_path: str
+    width: int
+    height: int
+    vlm_path: str | None
+    tier: str
+    key: str
+    target: str | None
+    pre_skip: str | None
+    manifest_image: str | None
+    """The image the manifest lists for the page's VLM JSON (tried first), if any."""
+    rtl_prior: float | None = None
+    """The right-to-left prior to align with (an earlier pass's); None: from the book."""
+
+
+@dataclass
+class Chunk:
+    """Pages for one worker task; page n's boxes and scores are rows `offsets[n]:offsets[n + 1]`
+    (its text boxes: rows `text_offsets[n]:text_offsets[n + 1]`)."""
+
+    tasks: list[Task]
+    offsets: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    emit: bool
+    text_offsets: np.ndarray
+    text_boxes: np.ndarray
+    text_scores: np.ndarray
+
+
+class PageResult(NamedTuple):
+    """What a worker found and did for one page (sent back to the main process)."""
+
+    page: int
+    row: tuple[str, ...]
+    matched: bool
+    subsets: tuple[str, ...]
+    exists: bool
+    image: str
+    """Resolved image path, else the path as given."""
+    vlm_path: str
+    coverage: float
+    with_text: bool
+    outcome: str | None
+    """`emitted`, a skip reason, or None (not an emission candidate)."""
+    output: str | None
+    rcnn_count: int
+    vlm_count: int
+    problems: tuple[Problem, ...]
+    repairs: tuple[str, ...] = ()
+    """Repair codes of the VLM reply (`vlm_repairs`)."""
+    truncated: bool = False
+    empty: bool = False
+    """The VLM JSON is an empty model reply."""
+    rtl_prior: float | None = None
+    """The right-to-left prior the page was aligned with (None: no alignment)."""
+
+
+_STATE: dict[str, Any] = {}
+
+
+def init_worker(config: WorkerConfig) -> None:
+    """Set up this process as a worker (the pool's initializer; also run in-process)."""
+    _STATE["config"] = config
+    _STATE["resolver"] = ImageResolver(list(config.image_roots) or None)
+
+
+_EMBEDDED = "read as that block (a reply wrapped in prose, or a file cut short?)"
+_TRUNCATED = (
+    "reply cut short (truncated): read as far as it goes; never a perfect match, "
+    "its panels aligned as the first ones of the page"
+)
+
+
+def _fmt(value: float) -> str:
+    return repr(round(value, 4))
+
+
+def _resolve(resolver: ImageResolver, task: Task, problems: list[Problem]) -> str:
+    """The page's image found under the roots, '' when none.
+
+    A hit that is no regular file (a FIFO, a symlink loop), or the image of another page
+    (another series or page number than the predictions name: the resolver's guess from
+    the VLM JSON's name when the page's own image is missing), counts as none and is
+    reported: a page never gets another page's image. When none is found, something
+    unusable at the path the predictions name is reported too.
+    """
+    if not (task.image_path or task.vlm_path):
+        return ""
+    tries: list[tuple[str | None, str | None, str]] = []
+    listed = task.manifest_image
+    if listed and image_key(listed) != image_key(task.image_path):  # the manifest's first
+        tries.append((listed, None, f"listed in the manifest for {task.vlm_path}"))
+    tries.append(
+        (task.image_path or None, task.vlm_path, f"found for {task.image_path or task.vlm_path}")
+    )
+    for image_path, json_path, how in tries:  # the same checks for each
+        try:
+            found = str(resolver.resolve(image_path, json_path))
+        except DataSpecError:
+            continue
+        why = _not_this_page(task, found)
+        if why is None:
+            return found
+        problems.append(Problem(found, "", f"{how} but {why}: not used"))
+    unusable = _unusable_entry(resolver, task.image_path)
+    if unusable is not None:
+        problems.append(Problem(unusable[0], "", f"{unusable[1]}: not used as an image"))
+    return ""
+
+
+def _not_this_page(task: Task, found: str) -> str | None:
+    """Why an image found for a page cannot be its image (no regular file, another page)."""
+    why = regular_file_problem(found)
+    if why is None and task.image_path:
+        want, got = page_key(task.image_path), page_key(found)
+        if want.series and got.series and want.series_page != got.series_page:
+            why = f"the image of another page ({got.series_page}, not {want.series_page})"
+    return why
+
+
+def _page_size(task: Task, resolved: str) -> tuple[int, int] | None:
+    """The page's size: the COCO image record's, else the resolved image's header (read
+    once, no pixel decode); None when neither gives one (VLM `box_2d` stays unknown)."""
+    if task.width and task.height:
+        return (task.width, task.height)
+    if not resolved:
+        return None
+    size = image_size(resolved)
+    if size is None or max(size) > MAX_COORD:
+        return None
+    return size
+
+
+def _unusable_entry(resolver: ImageResolver, image_path: str) -> tuple[str, str] | None:
+    """Something at the path the predictions name (its last 3 or 2 parts under a root)
+    that is no usable file (a FIFO, a symlink loop), and why; None when nothing is there."""
+    parts = [p for p in image_path.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    for root in resolver.roots:
+        for depth in (3, 2):
+            if len(parts) < depth:
+                continue
+            candidate = os.path.join(root, *parts[-depth:])
+            if os.path.lexists(candidate):
+                why = regular_file_problem(candidate)
+                if why is not None:
+                    return candidate, why
+    return None
+
+
+def process_chunk(chunk: Chunk) -> list[PageResult]:
+    """Results of a chunk's pages, in order (needs `init_worker` first)."""
+    config: WorkerConfig = _STATE["config"]
+    resolver: ImageResolver = _STATE["resolver"]
+    out: list[_Read] = []
+    for n, task in enumerate(chunk.tasks):
+        lo, hi = int(chunk.offsets[n]), int(chunk.offsets[n + 1])
+        tlo, thi = int(chunk.text_offsets[n]), int(chunk.text_offsets[n + 1])
+        found = _Found(
+            chunk.boxes[lo:hi],
+            chunk.scores[lo:hi],
+            chunk.text_boxes[tlo:thi],
+            chunk.text_scores[tlo:thi],
+        )
+        out.append(_read(task, found, config, resolver))
+    _share_direction(out, config)
+    return [_finish(r, config, chunk.emit) for r in out]
+
+
+@dataclass
+class _Read:
+    """A page read (image resolved, VLM JSON read, panels aligned), not yet scored or written."""
+
+    task: Task
+    found: _Found
+    problems: list[Problem]
+    resolved: str
+    rcnn: int
+    size: tuple[int, int] | None
+    records: list[PanelRecord] | None
+    tier: str
+    repairs: tuple[str, ...]
+    truncated: bool
+    empty: bool
+    paired: _Paired | None = None
+
+
+def book_of(image_path: str) -> str:
+    """The folder of a page's image: the book whose pages share a reading direction."""
+    return os.path.dirname(image_path.replace("\\", "/"))
+
+
+def _share_direction(reads: list[_Read], config: WorkerConfig) -> None:
+    """Align each page again with its book's reading direction as the prior.
+
+    A book reads one way: the direction evidence of the chunk's other pages of the same
+    book (`Alignment.rtl_evidence`) becomes the page's prior (`series_prior`). Pages are
+    in path order, so a chunk holds whole books but for the two at its ends.
+    """
+    books: dict[str, list[_Read]] = {}
+    for r in reads:
+        if r.paired is None or r.records is None or r.paired.alignment.method == "none":
+            continue
+        if r.task.rtl_prior is not None:  # fixed by an earlier pass over the whole book
+            if r.task.rtl_prior != r.paired.prior:
+                r.paired = _reweigh(r.paired, r.task.rtl_prior)
+            continue
+        books.setdefault(book_of(r.task.image_path), []).append(r)
+    for pages in books.values():
+        if len(pages) < 2:
+            continue
+        evidence = [r.paired.alignment.rtl_evidence for r in pages if r.paired is not None]
+        for r in pages:
+            assert r.paired is not None and r.records is not None
+            prior = series_prior(evidence, r.paired.alignment.rtl_evidence)
+            if abs(prior - RTL_PRIOR) < 0.05:
+                continue
+            try:
+                r.paired = _reweigh(r.paired, prior)
+            except Exception as exc:  # reported, never fatal: the first alignment stays
+                r.problems.append(
+                    Problem(r.task.vlm_path or "", "", f"{type(exc).__name__}: {exc}")
+                )
+
+
+class _Found(NamedTuple):
+    """One page's detections: panels and lettered text, boxes `[x, y, w, h]` and scores."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    text_boxes: np.ndarray
+    text_scores: np.ndarray
+
+
+class _Paired(NamedTuple):
+    """The page's usable detections and how they align with its VLM panels."""
+
+    dets: list[Detection]
+    alignment: Alignment
+    threshold: float
+    """Least placement confidence whose text is written (`--dataspec_min_pair_confidence`)."""
+    prior: float
+    """The right-to-left prior it was aligned with."""
+
+    def columns(self, vlm_panels: int) -> tuple[str, ...]:
+        """`pairing_method`, `pairing_confidence`, `unpaired_detections`, `unpaired_vlm_panels`."""
+        kept = self.alignment.confident(self.threshold)
+        placed = {part.vlm for p in kept for part in p.parts}
+        return (
+            self.alignment.method,
+            _fmt(self.alignment.confidence),
+            str(len(self.dets) - len(kept)),
+            str(vlm_panels - len(placed)),
+        )
+
+
+def _pair(
+    found: _Found,
+    records: list[PanelRecord],
+    size: tuple[int, int] | None,
+    config: WorkerConfig,
+    truncated: bool,
+    rtl_prior: float | None = None,
+) -> _Paired:
+    """Detections at the emission threshold (the CSV's without emission), aligned."""
+    emit = config.emit
+    threshold = emit.min_det_score if emit is not None else config.min_det_score
+    dets = detections(found.boxes, found.scores, threshold, size)
+    texts = (
+        text_boxes(found.text_boxes, found.text_scores, threshold, size)
+        if config.text_evidence
+        else None
+    )
+    alignment = align(
+        [d.box for d in dets],
+        [d.score for d in dets],
+        records,
+        texts,
+        truncated=truncated,
+        rtl_prior=rtl_prior,
+    )
+    threshold = emit.min_pair_confidence if emit else MIN_CONFIDENCE
+    return _Paired(dets, alignment, threshold, RTL_PRIOR if rtl_prior is None else rtl_prior)
+
+
+def _reweigh(paired: _Paired, prior: float) -> _Paired:
+    """The page's alignment under another right-to-left prior (no new solve when it can)."""
+    alignment = paired.alignment
+    if alignment.reweigh is not None:
+        return paired._replace(alignment=alignment.reweigh(prior), prior=prior)
+    rtl = alignment.rtl_evidence + math.log(prior / (1 - prior)) > 0  # overlap: order only
+    turned = dataclasses.replace(alignment, direction="rtl" if rtl else "ltr")
+    return paired._replace(alignment=turned, prior=prior)
+
+
+def _read(task: Task, found: _Found, config: WorkerConfig, resolver: ImageResolver) -> _Read:
+    scores = found.scores
+    problems: list[Problem] = []
+    resolved = _resolve(resolver, task, problems)
+    rcnn = int(np.count_nonzero(scores >= config.min_det_score))
+    size = _page_size(task, resolved) if task.vlm_path else None
+    records = None
+    tier = task.tier
+    repairs: tuple[str, ...] = ()
+    truncated = empty = False
+    if task.vlm_path:
+        notes: list[Note] = []
+        try:
+            records = read_vlm(
+                task.vlm_path,
+                page_size=size,
+                caption_as_narration=config.caption_as_narration,
+                notes=notes,
+            )
+            repairs = reply_repairs(notes)
+            truncated = TRUNCATED in repairs
+            for n in notes:
+                if n.code == "embedded_json":
+                    problems.append(Problem(task.vlm_path, n.where, f"{n.message}: {_EMBEDDED}"))
+                elif n.code == TRUNCATED:
+                    problems.append(Problem(task.vlm_path, n.where, f"{n.message}: {_TRUNCATED}"))
+        except DataSpecError as exc:
+            problems.append(Problem(exc.file or task.vlm_path, exc.where or "", exc.reason))
+            tier = "vlm_unreadable"
+            empty = exc.code == EMPTY_REPLY
+        except Exception as exc:  # a document no rule expected: reported, never fatal
+            problems.append(Problem(task.vlm_path, "", f"{type(exc).__name__}: {exc}"))
+            tier = "vlm_unreadable"
+    read = _Read(
+        task, found, problems, resolved, rcnn, size, records, tier, repairs, truncated, empty
+    )
+    if records is not None:
+        try:
+            read.paired = _pair(found, records, size, config, truncated)
+        except Exception as exc:  # reported, never fatal: the page is still scored
+            problems.append(Problem(task.vlm_path or "", "", f"{type(exc).__name__}: {exc}"))
+    return read
+
+
+def _finish(read: _Read, config: WorkerConfig, emit: bool) -> PageResult:
+    """Score the page, build its CSV row and, when emitting, write its DataSpec file."""
+    task, problems, resolved, rcnn, size = (
+        read.task,
+        read.problems,
+        read.resolved,
+        read.rcnn,
+        read.size,
+    )
+    records, tier, repairs, truncated, empty = (
+        read.records,
+        read.tier,
+        read.repairs,
+        read.truncated,
+        read.empty,
+    )
+    scores, paired = read.found.scores, read.paired
+    pairing = paired.columns(len(records)) if paired is not None and records is not None else None
+    mincov = config.min_text_coverage
+    subsets: tuple[str, ...] = ()
+    if records is not None:
+        stats = vlm_stats(records)
+        scored = score_page(rcnn, stats.panels, stats.with_text, mincov, truncated=truncated)
+        subsets = subsets_of(scored, mincov)
+        numbers = (
+            stats.panels,
+            _fmt(scored.ratio),
+            _fmt(scored.coverage),
+            stats.with_text,
+            stats.dialogue,
+            stats.narration,
+            stats.sfx,
+            _fmt(scored.score),
+            scored.perfect,
+        )
+        coverage = scored.coverage
+    else:
+        numbers = (0, "0.0", "0.0", 0, 0, 0, 0, "0.0", False)
+        coverage = 0.0
+    row = tuple(
+        str(v)
+        for v in (
+            task.image_id,
+            task.image_path,
+            resolved,
+            bool(resolved),
+            task.vlm_path or "",
+            task.key,
+            records is not None,
+            rcnn,
+            *numbers,
+            tier,
+            ";".join(repairs),
+            truncated,
+            *(pairing or ("", "", "", "")),
+        )
+    )
+    outcome = output = None
+    rcnn_count = vlm_count = 0
+    if records is not None and config.emit is not None:
+        rcnn_count = int(np.count_nonzero(scores >= config.emit.min_det_score))
+        vlm_count = len(records)
+        if emit:
+            outcome, output, usable = _emit(
+                task,
+                scores,
+                paired,
+                records,
+                subsets,
+                resolved,
+                size,
+                config.emit,
+                problems,
+                repairs,
+            )
+            rcnn_count = usable if usable >= 0 else rcnn_count
+    return PageResult(
+        page=task.page,
+        row=row,
+        matched=records is not None,
+        subsets=subsets,
+        exists=bool(resolved),
+        image=resolved or task.image_path,
+        vlm_path=task.vlm_path or "",
+        coverage=coverage,
+        with_text=records is not None and any(not r.text.is_empty() for r in records),
+        outcome=outcome,
+        output=output,
+        rcnn_count=rcnn_count,
+        vlm_count=vlm_count,
+        problems=tuple(problems),
+        repairs=repairs,
+        truncated=truncated,
+        empty=empty,
+        rtl_prior=paired.prior if paired is not None else None,
+    )
+
+
+def _emit(
+    task: Task,
+    scores: np.ndarray,
+    paired: _Paired | None,
+    records: list[Any],
+    subsets: tuple[str, ...],
+    resolved: str,
+    size: tuple[int, int] | None,
+    opts: EmitOptions,
+    problems: list[Problem],
+    repairs: tuple[str, ...] = (),
+) -> tuple[str, str | None, int]:
+    """(outcome, written path, usable detections or -1) of one matched page.
+
+    The checks run in the order of `SKIP_REASONS`. `size` is the page's (`_page_size`).
+    """
+    if opts.subsets is not None and not opts.subsets.intersection(subsets):
+        return "not_selected", None, -1
+    if task.pre_skip is not None:
+        return task.pre_skip, None, -1
+    if opts.require_image and not resolved:
+        return "missing_image", None, -1
+    bad_image = image_problem(resolved) if resolved else None
+    if bad_image is not None:
+        problems.append(Problem(resolved, "", bad_image))
+        if opts.require_image:
+            return "bad_image", None, -1
+    if len(scores) == 0:
+        return "no_detections", None, 0
+    if paired is None:
+        return "exception:AlignmentError", None, -1  # the error is in the errors CSV
+    truncated = TRUNCATED in repairs
+    dets = paired.dets
+    try:
+        if not dets:
+            return "no_dets_after_threshold", None, 0
+        if opts.require_equal_counts and len(dets) != len(records):
+            return "equal_count_mismatch", None, len(dets)
+        if not paired.alignment.confident(paired.threshold) and not opts.keep_unpaired:
+            return "zero_pairs", None, len(dets)
+        assert task.target is not None
+        page = build_page(
+            image_path=resolved or task.image_path or str(task.image_id),
+            size=size,
+            dets=dets,
+            vlm=records,
+            alignment=paired.alignment,
+            min_confidence=paired.threshold,
+            image_id=task.image_id,
+            vlm_json_path=task.vlm_path or "",
+            match_tier=task.tier,
+            vlm_repairs=repairs,
+            vlm_truncated=truncated,
+        )
+        data = dumps(page)
+        try:
+            path = inside(opts.out_dir, task.target)
+        except UnsafeOutputError as exc:
+            where = os.path.join(os.path.abspath(opts.out_dir), *task.target.split("/"))
+            problems.append(Problem(where, "", str(exc)))
+            return "unsafe_output", None, len(dets)
+        write_if_changed(path, data)
+    except Exception as exc:  # any failure of one page is logged, never fatal
+        problems.append(
+            Problem(task.vlm_path or task.image_path, "", f"{type(exc).__name__}: {exc}")
+        )
+        return f"exception:{type(exc).__name__}", None, -1
+    return "emitted", path, len(dets)

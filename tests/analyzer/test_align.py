@@ -1,0 +1,235 @@
+"""The alignment, one test per kind of disagreement between the detector and the VLM.
+
+The page is a 2 x 3 grid (600 x 900 px), read left to right, top to bottom. Every lettered
+line of a panel has a text box inside it, as the detector's text category would.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from analyzer.align import Alignment, align, assign, iou, text_counts
+from analyzer.emit import Detection, build_page
+from dataspec import Page, PanelText
+from dataspec.models import TextItem
+from dataspec.normalize import PanelRecord
+
+Box = tuple[int, int, int, int]
+GRID: list[Box] = [(x, y, 300, 300) for y in (0, 300, 600) for x in (0, 300)]
+LINES = [2, 1, 0, 3, 1, 2]
+
+
+def _text_boxes(panels: list[Box], lines: list[int]) -> list[Box]:
+    return [
+        (p[0] + 20 + k * 60, p[1] + 20, 50, 30)
+        for p, n in zip(panels, lines, strict=True)
+        for k in range(n)
+    ]
+
+
+def _record(index: int, lines: int, box: Box | None = None, tag: str = "") -> PanelRecord:
+    texts = [f"{tag or index}.{k}" for k in range(lines)]
+    items = tuple(TextItem(text=t, kind="dialogue") for t in texts) or None
+    return PanelRecord(index=index, text=PanelText(dialogue=texts), box=box, text_items=items)
+
+
+VLM = [_record(i, n) for i, n in enumerate(LINES)]
+TEXT = _text_boxes(GRID, LINES)
+
+
+def _pairs(a: Alignment) -> dict[int, tuple[int, ...]]:
+    return {p.det: tuple(q.vlm for q in p.parts) for p in a.placements}
+
+
+def _conf(a: Alignment) -> dict[int, float]:
+    return {p.det: p.confidence for p in a.placements}
+
+
+def test_agreeing_page_pairs_in_order_with_high_confidence() -> None:
+    a = align(GRID, [0.95] * 6, VLM, TEXT)
+    assert a.method == "order" and a.direction == "ltr"
+    assert _pairs(a) == {i: (i,) for i in range(6)}
+    assert a.confidence > 0.95
+
+
+def test_detector_miss_leaves_the_vlm_panel_unpaired() -> None:
+    dets = [b for k, b in enumerate(GRID) if k != 3]  # panel 3 (3 lines) not detected
+    a = align(dets, [0.95] * 5, VLM, TEXT)  # its text boxes lie outside every detection
+    assert _pairs(a) == {0: (0,), 1: (1,), 2: (2,), 3: (4,), 4: (5,)}
+    assert a.confidence > 0.85
+
+
+def test_detector_merge_gets_both_texts() -> None:
+    dets = [(0, 0, 600, 300), *GRID[2:]]  # panels 0 and 1 detected as one box
+    a = align(dets, [0.95] * 5, VLM, TEXT)
+    assert _pairs(a) == {0: (0, 1), 1: (2,), 2: (3,), 3: (4,), 4: (5,)}
+    assert a.placements[0].kind == "detector_merge"
+    assert a.confidence > 0.9
+
+
+def test_spurious_low_score_box_is_left_out() -> None:
+    dets = [*GRID, (320, 320, 60, 60)]  # a small box inside panel 3's art
+    a = align(dets, [0.95] * 6 + [0.55], VLM, TEXT)
+    got = _pairs(a)
+    assert all(got[i] == (i,) for i in range(6))
+    assert got.get(6, ()) == ()  # no VLM text on the spurious box
+    assert min(_conf(a)[i] for i in range(6)) > 0.9
+
+
+def test_vlm_merge_routes_the_lines_to_the_lettered_detection() -> None:
+    # the VLM reports panels 2 (no text) and 3 (3 lines) as one panel
+    vlm = [*VLM[:2], _record(2, 3, tag="m"), *VLM[4:]]
+    a = align(GRID, [0.95] * 6, vlm, TEXT)
+    got = _pairs(a)
+    assert got[3] == (2,) and got[2] == ()
+    assert a.placements[2].kind == "vlm_merge"
+    assert got[4] == (3,) and got[5] == (4,)
+    assert min(_conf(a)[i] for i in (2, 3, 4, 5)) > 0.8
+
+
+def test_vlm_split_is_a_detection_with_two_vlm_panels() -> None:
+    # the VLM splits panel 3 into two panels of 2 and 1 lines
+    vlm = [*VLM[:3], _record(3, 2, tag="a"), _record(4, 1, tag="b"), *VLM[4:]]
+    a = align(GRID, [0.95] * 6, vlm, TEXT)
+    got = _pairs(a)
+    assert got[3] == (3, 4) and got[4] == (5,) and got[5] == (6,)
+
+
+def test_vlm_omission_of_a_textless_panel() -> None:
+    vlm = [r for k, r in enumerate(VLM) if k != 2]
+    a = align(GRID, [0.95] * 6, vlm, TEXT)
+    got = _pairs(a)
+    assert got[0] == (0,) and got[1] == (1,)
+    assert got.get(2, ()) == ()  # the omitted panel gets no VLM text
+    assert got[3] == (2,) and got[4] == (3,) and got[5] == (4,)
+    assert min(_conf(a)[i] for i in (0, 1, 3, 4, 5)) > 0.9
+
+
+def test_counts_equal_by_coincidence_are_not_paired_by_position() -> None:
+    # panel 3 missed AND a spurious box in panel 5's corner: 6 detections, 6 VLM panels
+    dets = [b for k, b in enumerate(GRID) if k != 3] + [(540, 840, 50, 50)]
+    a = align(dets, [0.95] * 5 + [0.6], VLM, TEXT)
+    got = _pairs(a)
+    # position pairing would give detection 3 (panel 4) VLM panel 3's three lines
+    assert got[3] == (4,) and got[4] == (5,)
+    assert 3 not in {v for vs in got.values() for v in vs}
+    assert got.get(5, ()) == ()
+
+
+def test_ambiguous_page_has_low_confidence() -> None:
+    # no text anywhere and unequal counts: which VLM panel is missing is a guess
+    vlm = [_record(i, 0) for i in range(5)]
+    a = align(GRID, [0.95] * 6, vlm, [])
+    assert a.confidence < 0.6
+
+
+def test_right_to_left_page_is_recognised_by_its_text() -> None:
+    rtl = [1, 0, 3, 2, 5, 4]  # the VLM reads each row right to left
+    vlm = [_record(k, LINES[i]) for k, i in enumerate(rtl)]
+    a = align(GRID, [0.95] * 6, vlm, TEXT)
+    assert a.direction == "rtl"
+    assert _pairs(a) == {i: (rtl.index(i),) for i in range(6)}
+
+
+def test_truncated_reply_pairs_its_prefix() -> None:
+    a = align(GRID, [0.95] * 6, VLM[:3], TEXT, truncated=True)
+    assert _pairs(a) == {0: (0,), 1: (1,), 2: (2,)}
+    assert a.confidence > 0.8
+
+
+# --- overlap ---------------------------------------------------------------------------------
+
+
+def test_overlap_is_an_optimal_assignment_not_greedy() -> None:
+    # greedy by IoU would take (0, 0) at 0.9 and leave detection 1 with nothing
+    assert assign([[0.9, 0.8], [0.85, 0.0]]) == [(0, 1), (1, 0)]
+    assert assign([[0.9, 0.1], [0.8, 0.7], [0.0, 0.0]]) == [(0, 0), (1, 1)]
+
+
+def test_overlap_detector_merge_and_vlm_merge() -> None:
+    boxed = [_record(i, n, box=b) for i, (n, b) in enumerate(zip(LINES, GRID, strict=True))]
+    # detector merge of panels 0 and 1
+    dets = [(0, 0, 600, 300), *GRID[2:]]
+    a = align(dets, [0.95] * 5, boxed, TEXT)
+    assert a.method == "overlap"
+    assert _pairs(a)[0] == (0, 1) and a.placements[0].kind == "detector_merge"
+    # VLM merge of panels 4 and 5 with boxed lines: each line goes where it is lettered
+    items = (
+        TextItem(text="left", kind="dialogue", box=(20, 620, 50, 30)),
+        TextItem(text="right", kind="dialogue", box=(320, 620, 50, 30)),
+    )
+    merged = PanelRecord(
+        index=4,
+        text=PanelText(dialogue=["left", "right"]),
+        box=(0, 600, 600, 300),
+        text_items=items,
+    )
+    a = align(GRID, [0.95] * 6, [*boxed[:4], merged], TEXT)
+    parts = {p.det: p.parts for p in a.placements}
+    assert [(q.vlm, q.items) for q in parts[4]] == [(4, (0,))]
+    assert [(q.vlm, q.items) for q in parts[5]] == [(4, (1,))]
+
+
+def test_text_counts_and_iou() -> None:
+    counts, orphans = text_counts(GRID[:2], TEXT)
+    assert counts == [2, 1] and orphans == len(TEXT) - 3
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(1 / 3)
+
+
+# --- the page written ------------------------------------------------------------------------
+
+
+def test_page_marks_unknown_text_and_keeps_unplaced_text() -> None:
+    dets = [b for k, b in enumerate(GRID) if k != 3]
+    a = align(dets, [0.95] * 5, VLM, TEXT)
+    page = build_page(
+        image_path="/p.jpg",
+        size=(600, 900),
+        dets=[Detection(b, 0.95) for b in dets],
+        vlm=VLM,
+        alignment=a,
+        min_confidence=0.8,
+        image_id=1,
+        vlm_json_path="/v.json",
+        match_tier="exact",
+    )
+    Page.model_validate(page.to_json_dict())
+    assert [p.text.dialogue for p in page.panels][:2] == [["0.0", "0.1"], ["1.0"]]
+    assert page.panels[2].knows_text() and page.panels[2].text.is_empty()
+    assert page.unpaired_text is not None
+    assert [u.vlm_panel for u in page.unpaired_text] == [3]
+    assert page.unpaired_text[0].text.dialogue == ["3.0", "3.1", "3.2"]
+    assert page.reading_order_source == "layout"
+    assert page.source is not None and page.source.to_dict()["pairing"] == "order"
+    # above every confidence, nothing is placed: every panel's text is unknown
+    strict = build_page(
+        image_path="/p.jpg",
+        size=(600, 900),
+        dets=[Detection(b, 0.95) for b in dets],
+        vlm=VLM,
+        alignment=a,
+        min_confidence=1.01,
+        image_id=1,
+        vlm_json_path="/v.json",
+        match_tier="exact",
+    )
+    assert all(not p.knows_text() for p in strict.panels)
+    assert strict.unpaired_text is not None and len(strict.unpaired_text) == 5
+
+
+def test_page_order_follows_the_vlm_boxes() -> None:
+    rtl = [1, 0, 3, 2, 5, 4]
+    boxed = [_record(k, LINES[i], box=GRID[i]) for k, i in enumerate(rtl)]
+    a = align(GRID, [0.95] * 6, boxed, TEXT)
+    page = build_page(
+        image_path="/p.jpg",
+        size=(600, 900),
+        dets=[Detection(b, 0.95) for b in GRID],
+        vlm=boxed,
+        alignment=a,
+        min_confidence=0.8,
+        image_id=1,
+        vlm_json_path="/v.json",
+        match_tier="exact",
+    )
+    assert page.reading_order == rtl and page.reading_order_source == "vlm"
