@@ -148,7 +148,12 @@ def test_validate_report_jsonl_lenient_notes(tmp_path: Path, canonical: dict[str
     result = run("validate", folder, "--lenient", "--report", report)
     assert result.exit_code == 1
     rows = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
-    assert [Path(r["path"]).name for r in rows] == ["broken.json", "canon.json", "cut.json", "vlm.json"]
+    assert [Path(r["path"]).name for r in rows] == [
+        "broken.json",
+        "canon.json",
+        "cut.json",
+        "vlm.json",
+    ]
     broken, canon, cut, vlm = rows
     assert broken["valid"] is False
     assert "not valid JSON" in broken["error"]

@@ -19,14 +19,23 @@ from dataspec.io import output_path
 from dataspec.render import render_page
 from tests.conftest import write_image
 
-GOOD = {"image": "S/0001.jpg", "size": [800, 1200], "panels": [{"bbox": [10, 10, 300, 400], "text": "Hi"}]}
+GOOD = {
+    "image": "S/0001.jpg",
+    "size": [800, 1200],
+    "panels": [{"bbox": [10, 10, 300, 400], "text": "Hi"}],
+}
 
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG that claims `width` x `height` pixels (a decompression bomb's header, tiny file)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
 
 
 def corrupt_corpus(root: Path) -> dict[str, str | None]:
@@ -37,14 +46,35 @@ def corrupt_corpus(root: Path) -> dict[str, str | None]:
         "empty.json": (b"", "empty file"),
         "truncated.json": (json.dumps(GOOD).encode()[:40], "not valid JSON"),
         "bom.json": (b"\xef\xbb\xbf" + json.dumps(GOOD).encode(), None),
-        "cp1252.json": (json.dumps(GOOD, ensure_ascii=False).replace("Hi", "“Olé”").encode("cp1252"), None),
-        "nan_inf.json": (b'{"image": "a.jpg", "size": [800, 1200], "panels": [{"bbox": [NaN, 0, 5, 5]}, {"bbox": [0, 0, Infinity, 5]}]}', None),
-        "huge_numbers.json": (b'{"image": "a.jpg", "panels": [{"bbox": [1e308, 0, 1e309, 99999999999999999999999]}], "n": 123456789012345678901234567890}', None),
-        "deep.json": (f'{{"image": "a.jpg", "panels": [], "x": {nested}}}'.encode(), "not valid JSON"),
-        "deep_900.json": (('{"image": "a.jpg", "panels": [], "x": ' + "[" * 900 + "]" * 900 + "}").encode(), "nested too deeply"),
-        "strings.json": (b'{"image": "a.jpg", "width": "800", "height": "1200", "panels": [{"bbox": ["10", "10", "ten", "400"]}, {"bbox": "10 10 300 400"}]}', None),
+        "cp1252.json": (
+            json.dumps(GOOD, ensure_ascii=False).replace("Hi", "“Olé”").encode("cp1252"),
+            None,
+        ),
+        "nan_inf.json": (
+            b'{"image": "a.jpg", "size": [800, 1200], "panels": [{"bbox": [NaN, 0, 5, 5]}, {"bbox": [0, 0, Infinity, 5]}]}',
+            None,
+        ),
+        "huge_numbers.json": (
+            b'{"image": "a.jpg", "panels": [{"bbox": [1e308, 0, 1e309, 99999999999999999999999]}], "n": 123456789012345678901234567890}',
+            None,
+        ),
+        "deep.json": (
+            f'{{"image": "a.jpg", "panels": [], "x": {nested}}}'.encode(),
+            "not valid JSON",
+        ),
+        "deep_900.json": (
+            ('{"image": "a.jpg", "panels": [], "x": ' + "[" * 900 + "]" * 900 + "}").encode(),
+            "nested too deeply",
+        ),
+        "strings.json": (
+            b'{"image": "a.jpg", "width": "800", "height": "1200", "panels": [{"bbox": ["10", "10", "ten", "400"]}, {"bbox": "10 10 300 400"}]}',
+            None,
+        ),
         "zero_panels.json": (b'{"image": "a.jpg", "panels": []}', None),
-        "outside.json": (b'{"image": "a.jpg", "size": [800, 1200], "panels": [{"bbox": [900, 10, 50, 50]}, {"bbox": [-50, -50, 100, 100]}, {"bbox": [10, 10, -5, 5]}]}', None),
+        "outside.json": (
+            b'{"image": "a.jpg", "size": [800, 1200], "panels": [{"bbox": [900, 10, 50, 50]}, {"bbox": [-50, -50, 100, 100]}, {"bbox": [10, 10, -5, 5]}]}',
+            None,
+        ),
         "list_of_pages.json": (json.dumps([GOOD, GOOD]).encode(), "not panels"),
         "number.json": (b"42", "expected a JSON object"),
     }
@@ -52,7 +82,10 @@ def corrupt_corpus(root: Path) -> dict[str, str | None]:
     for name, (raw, error) in cases.items():
         (root / name).write_bytes(raw)
         expected[name] = error
-    big = {"image": "a.jpg", "panels": [{"bbox": [i % 700, i % 1100, 10, 10], "text": "x" * 50} for i in range(150_000)]}
+    big = {
+        "image": "a.jpg",
+        "panels": [{"bbox": [i % 700, i % 1100, 10, 10], "text": "x" * 50} for i in range(150_000)],
+    }
     (root / "very_large.json").write_text(json.dumps(big), "utf-8")  # ~15 MB
     expected["very_large.json"] = None
     return expected
@@ -105,7 +138,9 @@ def test_bad_images_under_the_root(tmp_path: Path) -> None:
             pages / f"000{n}.json",
         )
     dataspec.dump(dataspec.Page(page_image_path="S/0009.jpg"), pages / "0009.json")  # missing
-    result = CliRunner().invoke(main, ["validate", str(pages), "--image-root", str(root), "--check-images"])
+    result = CliRunner().invoke(
+        main, ["validate", str(pages), "--image-root", str(root), "--check-images"]
+    )
     assert result.exit_code == 1 and "6 files: 4 valid, 2 invalid" in result.output
     assert "0009.json" in result.output and "image not found" in result.output
     assert "0002.jpg: not a readable image" in result.output  # a .jpg that is not an image

@@ -57,7 +57,12 @@ def test_page_level_format_hint() -> None:
 
 
 def test_caller_box_format_overrides_document() -> None:
-    doc = {"image": "a.jpg", "page_size": [W, H], "bbox_format": "xyxy", "panels": [{"bbox": [10, 20, 300, 400]}]}
+    doc = {
+        "image": "a.jpg",
+        "page_size": [W, H],
+        "bbox_format": "xyxy",
+        "panels": [{"bbox": [10, 20, 300, 400]}],
+    }
     page, _ = dataspec.normalize(doc, box_format="xywh")
     assert page.panels[0].panel_coords == (10, 20, 300, 400)
     with pytest.raises(dataspec.DataSpecError, match="unknown box format"):
@@ -77,7 +82,11 @@ def test_xyxy_chosen_only_when_only_it_fits_the_page() -> None:
 
 
 def test_ambiguous_boxes_stay_xywh_when_both_fit() -> None:
-    doc = {"image": "a.jpg", "page_size": [W, H], "panels": [{"bbox": [10, 20, 300, 400]}, {"bbox": [400, 20, 500, 400]}]}
+    doc = {
+        "image": "a.jpg",
+        "page_size": [W, H],
+        "panels": [{"bbox": [10, 20, 300, 400]}, {"bbox": [400, 20, 500, 400]}],
+    }
     page, notes = dataspec.normalize(doc)
     assert page.boxes() == [(10, 20, 300, 400), (400, 20, 500, 400)]
     assert "bbox_read_as_xyxy" not in {n.code for n in notes}

@@ -97,7 +97,11 @@ def test_unresolvable_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_markdown_fenced_vlm_reply_file(tmp_path: Path) -> None:
-    reply = "Here is the analysis:\n```json\n" + json.dumps({"image": "a.jpg", "panels": [PANEL]}) + "\n```\nDone."
+    reply = (
+        "Here is the analysis:\n```json\n"
+        + json.dumps({"image": "a.jpg", "panels": [PANEL]})
+        + "\n```\nDone."
+    )
     file = tmp_path / "reply.json"
     file.write_text(reply, encoding="utf-8")
     page, notes = dataspec.load_with_notes(file)
@@ -122,12 +126,26 @@ def test_panel_number_orders_panels_and_accepts_strings() -> None:
 @pytest.mark.parametrize(
     ("content", "encoding", "code"),
     [
-        ('{"image": "Ça.jpg", "panels": [{"bbox": [1,2,3,4], "text": "¡Olé!"}]}', "utf-8-sig", "utf8_bom"),
-        ('{"image": "Ça.jpg", "panels": [{"bbox": [1,2,3,4], "text": "¡Olé! “quoted”"}]}', "cp1252", "encoding_cp1252"),
-        ('{"image": "Ça.jpg", "panels": [{"bbox": [1,2,3,4], "text": "¡Olé!\x81"}]}', "latin-1", "encoding_latin1"),
+        (
+            '{"image": "Ça.jpg", "panels": [{"bbox": [1,2,3,4], "text": "¡Olé!"}]}',
+            "utf-8-sig",
+            "utf8_bom",
+        ),
+        (
+            '{"image": "Ça.jpg", "panels": [{"bbox": [1,2,3,4], "text": "¡Olé! “quoted”"}]}',
+            "cp1252",
+            "encoding_cp1252",
+        ),
+        (
+            '{"image": "Ça.jpg", "panels": [{"bbox": [1,2,3,4], "text": "¡Olé!\x81"}]}',
+            "latin-1",
+            "encoding_latin1",
+        ),
     ],
 )
-def test_encodings_are_read_with_a_note(tmp_path: Path, content: str, encoding: str, code: str) -> None:
+def test_encodings_are_read_with_a_note(
+    tmp_path: Path, content: str, encoding: str, code: str
+) -> None:
     file = tmp_path / "p.json"
     file.write_bytes(content.encode(encoding))
     page, notes = dataspec.load_with_notes(file)
@@ -149,7 +167,9 @@ def test_encodings_are_read_with_a_note(tmp_path: Path, content: str, encoding: 
         (b'{"panels": []}', None),  # no image path, but a file name to infer it from
     ],
 )
-def test_unparseable_files_raise_dataspec_error(tmp_path: Path, raw: bytes, message: str | None) -> None:
+def test_unparseable_files_raise_dataspec_error(
+    tmp_path: Path, raw: bytes, message: str | None
+) -> None:
     file = tmp_path / "p.json"
     file.write_bytes(raw)
     if message is None:
@@ -161,7 +181,11 @@ def test_unparseable_files_raise_dataspec_error(tmp_path: Path, raw: bytes, mess
 
 
 def test_nan_file_drops_nan_panel_and_keeps_nothing_non_json(tmp_path: Path) -> None:
-    doc = {"image": "a.jpg", "confidence_map": float("nan"), "panels": [{"bbox": [float("nan"), 0, 5, 5]}, PANEL]}
+    doc = {
+        "image": "a.jpg",
+        "confidence_map": float("nan"),
+        "panels": [{"bbox": [float("nan"), 0, 5, 5]}, PANEL],
+    }
     file = write_json(tmp_path / "p.json", doc)
     assert b"NaN" in file.read_bytes()
     page, notes = dataspec.load_with_notes(file)
@@ -215,7 +239,10 @@ def test_unconsumed_keys_are_kept_and_scores_checked() -> None:
         "image": "a.jpg",
         "model": "gemini",
         "schema_version": "0.2",
-        "panels": [{"bbox": [1, 2, 3, 4], "confidence": "0.75", "panel_id": "p1"}, {"bbox": [1, 2, 3, 4], "score": 7}],
+        "panels": [
+            {"bbox": [1, 2, 3, 4], "confidence": "0.75", "panel_id": "p1"},
+            {"bbox": [1, 2, 3, 4], "score": 7},
+        ],
     }
     page, notes = dataspec.normalize(doc)
     dumped = page.to_json_dict()
@@ -226,7 +253,9 @@ def test_unconsumed_keys_are_kept_and_scores_checked() -> None:
 
 
 def test_big_integers_and_surrogates_are_made_json_safe() -> None:
-    doc = json.loads('{"image": "a\\ud800.jpg", "huge": 123456789012345678901234567890, "panels": []}')
+    doc = json.loads(
+        '{"image": "a\\ud800.jpg", "huge": 123456789012345678901234567890, "panels": []}'
+    )
     page, notes = dataspec.normalize(doc)
     assert page.to_json_dict()["huge"] == "123456789012345678901234567890"
     assert dataspec.loads(dataspec.dumps(page)) == page
@@ -235,7 +264,10 @@ def test_big_integers_and_surrogates_are_made_json_safe() -> None:
 
 def test_raw_chat_completion_and_gemini_replies() -> None:
     page_json = json.dumps({"image": "a.jpg", "panels": [PANEL]})
-    chat = {"id": "gen-1", "choices": [{"message": {"role": "assistant", "content": f"```json\n{page_json}\n```"}}]}
+    chat = {
+        "id": "gen-1",
+        "choices": [{"message": {"role": "assistant", "content": f"```json\n{page_json}\n```"}}],
+    }
     gemini = {"candidates": [{"content": {"parts": [{"text": page_json}]}}]}
     for doc in (chat, gemini, {"pages": [json.loads(page_json)]}):
         page, _ = dataspec.normalize(doc)
@@ -259,7 +291,9 @@ def test_deep_nesting_is_a_dataspec_error_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_integers_beyond_float_range_drop_their_box() -> None:
-    page, notes = dataspec.normalize({"image": "a.jpg", "panels": [{"bbox": [10**400, 0, 1, 1]}, PANEL]})
+    page, notes = dataspec.normalize(
+        {"image": "a.jpg", "panels": [{"bbox": [10**400, 0, 1, 1]}, PANEL]}
+    )
     assert page.boxes() == [(10, 20, 300, 400)] and "nan_box" in codes(notes)
 
 
@@ -268,8 +302,14 @@ def test_integers_beyond_float_range_drop_their_box() -> None:
     [
         # cut short: never a piece from inside it, the whole file read as far as it goes
         (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}], "meta": [', "truncated"),
-        (b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}\nHope this helps!', "embedded_json"),  # prose after
-        (b'Sure! {"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}', "embedded_json"),  # prose before
+        (
+            b'{"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}\nHope this helps!',
+            "embedded_json",
+        ),  # prose after
+        (
+            b'Sure! {"image": "a.jpg", "panels": [{"bbox": [1, 2, 3, 4]}]}',
+            "embedded_json",
+        ),  # prose before
     ],
 )
 def test_embedded_json_is_taken_only_from_prose(tmp_path: Path, raw: bytes, code: str) -> None:

@@ -462,4 +462,6 @@ def test_index_never_gives_a_page_another_series_image(tmp_path: Path) -> None:
     with pytest.raises(DataSpecError, match="image not found"):
         resolver.resolve(None, tmp_path / "pages" / "Paper Girls #3" / "JPG4CBZ" / "0020.json")
     # its own series still resolves, through the index too (image moved under a batch folder)
-    assert resolver.resolve(None, tmp_path / "p" / "She Hulk 2014 01" / "JPG4CBZ_0020.json") == other
+    assert (
+        resolver.resolve(None, tmp_path / "p" / "She Hulk 2014 01" / "JPG4CBZ_0020.json") == other
+    )

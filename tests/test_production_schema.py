@@ -38,8 +38,18 @@ def production_reply() -> dict[str, Any]:
                 "box_2d": [0, 0, 500, 1000],
                 "description": "An empty street at night.",
                 "text_content": [
-                    {"label": "caption", "speaker": None, "text": "Later that night…", "box_2d": [10, 600, 60, 990]},
-                    {"label": "dialogue", "speaker": "Alana", "text": 'He said "run"!', "box_2d": [100, 50, 200, 400]},
+                    {
+                        "label": "caption",
+                        "speaker": None,
+                        "text": "Later that night…",
+                        "box_2d": [10, 600, 60, 990],
+                    },
+                    {
+                        "label": "dialogue",
+                        "speaker": "Alana",
+                        "text": 'He said "run"!',
+                        "box_2d": [100, 50, 200, 400],
+                    },
                     {"label": "thought", "speaker": "Alana", "text": "Where is everyone?"},
                 ],
                 "characters": [{"name": "Alana", "box_2d": [100, 100, 480, 400]}],
@@ -49,7 +59,12 @@ def production_reply() -> dict[str, Any]:
                 "panel_number": 2,
                 "box_2d": [500, 0, 1000, 500],
                 "text_content": [
-                    {"label": "sfx", "speaker": None, "text": "KRAKOOM", "box_2d": [600, 100, 700, 300]},
+                    {
+                        "label": "sfx",
+                        "speaker": None,
+                        "text": "KRAKOOM",
+                        "box_2d": [600, 100, 700, 300],
+                    },
                     {"label": "whisper", "speaker": "Marko", "text": "psst"},
                     {"label": "shout", "speaker": "Marko", "text": "¡Corre!"},
                     {"label": "narration", "text": "   "},
@@ -237,7 +252,10 @@ def test_wild_values_of_the_production_schema() -> None:
     doc = {
         "summary": {"plot": "x"},
         "panels": {
-            "1": {"box_2d": ["0", "0", "500", "1000"], "text_content": [{"label": "dialogue", "text": ["A", "B"]}]},
+            "1": {
+                "box_2d": ["0", "0", "500", "1000"],
+                "text_content": [{"label": "dialogue", "text": ["A", "B"]}],
+            },
             "2": {"box_2d": None, "text_content": None, "characters": None},
         },
     }
@@ -251,7 +269,10 @@ def test_wild_values_of_the_production_schema() -> None:
 @pytest.mark.parametrize(
     "reply",
     [
-        {"choices": [{"message": None, "finish_reason": "stop"}], "usage": {"completion_tokens": 0}},
+        {
+            "choices": [{"message": None, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 0},
+        },
         {"choices": [{"message": {"role": "assistant", "content": None}}]},
         {"choices": [{"message": {"role": "assistant", "content": "  "}}]},
         {"candidates": [{"content": {"parts": []}, "finishReason": "STOP"}]},
@@ -276,9 +297,13 @@ def test_validate_lenient_fails_files_whose_every_panel_was_dropped(tmp_path: Pa
     assert "1 files: 0 valid, 0 invalid, 1 with every panel dropped" in result.stdout
     assert "0001.json: the document lists 3 panels; none was kept" in result.stderr
     out = tmp_path / "out"
-    result = runner.invoke(main, ["normalize", str(folder), "--out-dir", str(out), "--page-size", "1000x1500"])
+    result = runner.invoke(
+        main, ["normalize", str(folder), "--out-dir", str(out), "--page-size", "1000x1500"]
+    )
     assert result.exit_code == 0, result.output
     page = dataspec.load(out / "0001.json")
     assert page.panels[1].text.sfx == ["KRAKOOM"]
-    bad = runner.invoke(main, ["normalize", str(folder), "--out-dir", str(out), "--page-size", "wide"])
+    bad = runner.invoke(
+        main, ["normalize", str(folder), "--out-dir", str(out), "--page-size", "wide"]
+    )
     assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.output

@@ -32,7 +32,10 @@ def test_schema_is_valid_draft_2020_12() -> None:
 BASE: dict[str, Any] = {
     "page_image_path": "/data/S/0001.jpg",
     "panels": [
-        {"panel_coords": [0, 0, 100, 200], "text": {"dialogue": ["Hi"], "narration": [], "sfx": []}},
+        {
+            "panel_coords": [0, 0, 100, 200],
+            "text": {"dialogue": ["Hi"], "narration": [], "sfx": []},
+        },
         {"panel_coords": [100, 0, 100, 200]},
     ],
     "page_size": {"width": 200, "height": 300},
@@ -142,7 +145,11 @@ def test_cross_field_rules_are_the_loaders_alone(doc: dict[str, Any]) -> None:
 
 def test_every_dumped_page_validates_against_the_schema(tmp_path: Path) -> None:
     page, _ = dataspec.normalize(
-        {"image": "a.jpg", "size": [500, 800], "panels": [{"box_2d": [0, 0, 500, 500], "caption": "x"}]}
+        {
+            "image": "a.jpg",
+            "size": [500, 800],
+            "panels": [{"box_2d": [0, 0, 500, 500], "caption": "x"}],
+        }
     )
     out = dataspec.dump(page, tmp_path / "p.json")
     assert schema_ok(json.loads(out.read_text("utf-8")))
