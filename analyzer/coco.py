@@ -408,25 +408,21 @@ class _Collector:
             if page is None:  # a page even with no detection kept
                 page = page_of(ann.image_id, self.count + i)
             cat = ann.category_id
-            if cat in panel_ids:
-                box, score = ann.bbox, ann.score
-                x, y, w, h = box
-                if not (
-                    isfinite(score) and isfinite(x) and isfinite(y) and isfinite(w) and isfinite(h)
-                ):
-                    self._bad(self.count + i, "bbox or score is not finite")
-                    continue
+            is_panel = cat in panel_ids
+            if not is_panel and cat not in text_ids:
+                continue
+            box, score = ann.bbox, ann.score
+            x, y, w, h = box
+            if not (
+                isfinite(score) and isfinite(x) and isfinite(y) and isfinite(w) and isfinite(h)
+            ):
+                self._bad(self.count + i, "bbox or score is not finite")
+                continue
+            if is_panel:
                 panel_page(page)
                 panel_box(box)
                 panel_score(score)
-            elif cat in text_ids:
-                box, score = ann.bbox, ann.score
-                x, y, w, h = box
-                if not (
-                    isfinite(score) and isfinite(x) and isfinite(y) and isfinite(w) and isfinite(h)
-                ):
-                    self._bad(self.count + i, "bbox or score is not finite")
-                    continue
+            else:
                 text_page(page)
                 text_box(box)
                 text_score(score)
