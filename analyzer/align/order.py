@@ -41,10 +41,9 @@ class _Model:
         """log P(t text boxes | the panel has `lines` lines): binomial recall + Poisson
         false boxes, mixed with a broad term (one balloon may hold two lines, or the
         reverse). Cached per (t, lines)."""
-        key = (min(t, 60), min(lines, 60))
-        value = self._text_cache.get(key)
+        value = self._text_cache.get((t, lines))
         if value is None:
-            value = self._text_cache[key] = self._text(*key)
+            value = self._text_cache[(t, lines)] = self._text(min(t, 60), min(lines, 60))
         return value
 
     def _text(self, t: int, lines: int) -> float:
@@ -143,13 +142,31 @@ class _Lattice:
         out: list[list[list[tuple[int, int, float]]]] = [
             [[] for _ in range(m + 1)] for _ in range(n + 1)
         ]
+        pair, lone, skip_vlm = self.pair, self.lone, self.skip_vlm
+        det_merge, vlm_merge = self.det_merge, self.vlm_merge
         for i in range(n + 1):
             for j in range(m + 1):
-                for s, (a, b) in enumerate(_STEPS):
-                    if i >= a and j >= b and (i, j) != (0, 0):
-                        w = self.weight(s, i, j)
-                        into[i][j].append((s, i - a, j - b, w))
-                        out[i - a][j - b].append((i, j, w))
+                here = into[i][j]
+                if i and j:
+                    w = pair[i - 1][j - 1]
+                    here.append((0, i - 1, j - 1, w))
+                    out[i - 1][j - 1].append((i, j, w))
+                if i:
+                    w = lone[i - 1]
+                    here.append((1, i - 1, j, w))
+                    out[i - 1][j].append((i, j, w))
+                if j:
+                    w = skip_vlm[j - 1]
+                    here.append((2, i, j - 1, w))
+                    out[i][j - 1].append((i, j, w))
+                if i and j >= 2:
+                    w = det_merge[i - 1][j - 2]
+                    here.append((3, i - 1, j - 2, w))
+                    out[i - 1][j - 2].append((i, j, w))
+                if i >= 2 and j:
+                    w = vlm_merge[i - 2][j - 1]
+                    here.append((4, i - 2, j - 1, w))
+                    out[i - 2][j - 1].append((i, j, w))
         fwd = [[neg] * (m + 1) for _ in range(n + 1)]
         best = [[neg] * (m + 1) for _ in range(n + 1)]
         back: list[list[tuple[int, int, int] | None]] = [[None] * (m + 1) for _ in range(n + 1)]
@@ -169,7 +186,10 @@ class _Lattice:
                     if cand > top:
                         top, arg = cand, (s, pi, pj)
                 if hi > neg:
-                    frow[j] = hi + log(sum(exp(fwd[pi][pj] + w - hi) for _, pi, pj, w in steps))
+                    total = 0.0
+                    for _, pi, pj, w in steps:
+                        total += exp(fwd[pi][pj] + w - hi)
+                    frow[j] = hi + log(total)
                 brow[j], back[i][j] = top, arg
         tail = [0.0] * (n + 1)  # log weight of leaving detections i.. unpaired at the end
         for i in range(n - 1, -1, -1):
@@ -191,17 +211,18 @@ class _Lattice:
                         hi = v
                 if hi > neg:
                     total = exp(bwd[i][j] - hi) if bwd[i][j] > neg else 0.0
-                    total += sum(exp(bwd[ni][nj] + w - hi) for ni, nj, w in nexts)
+                    for ni, nj, w in nexts:
+                        total += exp(bwd[ni][nj] + w - hi)
                     bwd[i][j] = hi + log(total)
         post: dict[tuple[int, int, int], float] = {}
         for i in range(n + 1):
             for j in range(m + 1):
-                here = bwd[i][j] - log_z
+                after = bwd[i][j] - log_z
                 for s, pi, pj, w in into[i][j]:
                     if s == 2:
                         continue
-                    value = fwd[pi][pj] + w + here
-                    if value > -30:
+                    value = fwd[pi][pj] + w + after
+                    if value > -20:  # a posterior under 2e-9 adds nothing to a confidence
                         post[(s, i, j)] = exp(value)
         end = max(ends, key=lambda e: best[e[0]][e[1]] + tail[e[0]])
         path: list[tuple[int, int, int]] = []
@@ -237,9 +258,12 @@ def _order(
     median = sorted(areas)[len(areas) // 2] or 1
     # without the detector's text boxes, line counts say nothing: every panel weighs alike
     lines = [len(r.text.lines()) if text_evidence else 0 for r in vlm]
-    raw = []
+    raw: list[_Solved] = []
     for direction, rtl in (("ltr", False), ("rtl", True)):
         perm = reading_order(list(dets), rtl=rtl)  # position -> detection index
+        if raw and perm == raw[0][1]:  # one column: both directions read alike
+            raw.append((direction, *raw[0][1:]))
+            continue
         lattice = _Lattice(
             [det_text[i] for i in perm],
             [scores[i] for i in perm],
@@ -259,34 +283,38 @@ _Solved = tuple[
 ]
 
 
+_Chosen = tuple[list[tuple[int, tuple[Part, ...], str]], list[dict[int, float]]]
+"""A direction's placements, and per solved direction the posterior mass of each."""
+
+
 def _combine(
     raw: list[_Solved],
     rtl_prior: float,
     vlm: Sequence[PanelRecord],
     det_text: Sequence[int],
     dets: Sequence[Box],
+    cache: dict[str, _Chosen] | None = None,
 ) -> Alignment:
-    """The alignment from both directions' solutions under `rtl_prior`."""
+    """The alignment from both directions' solutions under `rtl_prior` (`cache` keeps the
+    work that does not depend on the prior, for `Alignment.reweigh`)."""
+    cache = {} if cache is None else cache
     evidence = raw[1][2] - raw[0][2]
-    solved = [
-        (d, perm, z + math.log(rtl_prior if d == "rtl" else 1 - rtl_prior), post, path)
-        for d, perm, z, post, path in raw
-    ]
-    total = _lse([s[2] for s in solved])
-    # posterior of each detection's outcome (which VLM text it gets), over both directions
-    mass: dict[tuple[int, tuple[Part, ...]], float] = {}
-    for _, perm, weight, post, _ in solved:
-        share = math.exp(weight - total)
-        for (s, i, j), p in post.items():
-            for det, parts, _ in _outcomes(s, i, j, perm, vlm, det_text, dets):
-                mass[(det, parts)] = mass.get((det, parts), 0.0) + share * p
-    direction, perm, _, _, path = max(solved, key=lambda s: s[2])
+    weights = [z + math.log(rtl_prior if d == "rtl" else 1 - rtl_prior) for d, _, z, _, _ in raw]
+    total = _lse(weights)
+    top = 0 if weights[0] >= weights[1] else 1
+    direction = raw[top][0]
+    if direction not in cache:
+        cache[direction] = _chosen(raw, top, vlm, det_text, dets)
+    chosen, masses = cache[direction]
+    shares = [math.exp(w - total) for w in weights]
     placements = [
-        Placement(det, parts, round(min(1.0, mass.get((det, parts), 0.0)), 4), kind)
-        for s, i, j in path
-        if s != 2
-        for det, parts, kind in _outcomes(s, i, j, perm, vlm, det_text, dets)
-        if kind
+        Placement(
+            det,
+            parts,
+            round(min(1.0, sum(sh * m[det] for sh, m in zip(shares, masses, strict=True))), 4),
+            kind,
+        )
+        for det, parts, kind in chosen
     ]
     placements.sort(key=lambda p: p.det)
     return Alignment(
@@ -294,8 +322,63 @@ def _combine(
         tuple(placements),
         direction,
         rtl_evidence=evidence,
-        reweigh=lambda prior: _combine(raw, prior, vlm, det_text, dets),
+        reweigh=lambda prior: _combine(raw, prior, vlm, det_text, dets, cache),
     )
+
+
+def _chosen(
+    raw: list[_Solved],
+    top: int,
+    vlm: Sequence[PanelRecord],
+    det_text: Sequence[int],
+    dets: Sequence[Box],
+) -> _Chosen:
+    """The placements on direction `top`'s best path, and, per direction, the posterior that
+    each detection gets exactly the VLM text chosen for it (or none, for the other half of a
+    VLM merge)."""
+    _, perm, _, _, path = raw[top]
+    chosen = [
+        (det, parts, kind)
+        for s, i, j in path
+        if s != 2
+        for det, parts, kind in _outcomes(s, i, j, perm, vlm, det_text, dets)
+        if kind
+    ]
+    wanted = {det: parts for det, parts, _ in chosen}
+    merges: dict[tuple[int, int, int], list[tuple[int, tuple[Part, ...]]]] = {}
+    masses: list[dict[int, float]] = []
+    for n, (_, order, _, post, _) in enumerate(raw):
+        if n and post is raw[0][3]:  # one column: the same solution twice
+            masses.append(masses[0])
+            continue
+        mass = dict.fromkeys(wanted, 0.0)
+        masses.append(mass)
+        for (s, i, j), p in post.items():
+            if s == 4:
+                a, b = order[i - 2], order[i - 1]
+                if a not in wanted and b not in wanted:
+                    continue
+                key = (a, b, j)
+                split = merges.get(key)
+                if split is None:
+                    split = merges[key] = _vlm_merge((a, b), j - 1, vlm, det_text, dets)
+                for d, parts in split:
+                    if wanted.get(d) == parts:
+                        mass[d] += p
+                continue
+            d = order[i - 1]
+            got = wanted.get(d)
+            if got is None:
+                continue
+            if s == 0:
+                hit = len(got) == 1 and got[0].vlm == j - 1 and got[0].items is None
+            elif s == 1:
+                hit = got == ()
+            else:  # s == 3
+                hit = len(got) == 2 and got[0] == Part(j - 2) and got[1] == Part(j - 1)
+            if hit:
+                mass[d] += p
+    return chosen, masses
 
 
 def _outcomes(
