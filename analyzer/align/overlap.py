@@ -92,18 +92,15 @@ def _overlap(
     conf: dict[int, float] = {}
     kind: dict[int, str] = {}
     partner: dict[int, int] = {}  # vlm -> det
+    value_of: dict[int, float] = {}  # det -> IoU with its assigned VLM box
     for i, col in assign(table):
         value = table[i][col]
         if value < MIN_IOU:
             continue
         j = boxed[col]
-        rival = max(
-            [table[i][c] for c in range(len(boxed)) if c != col]
-            + [table[k][col] for k in range(len(dets)) if k != i],
-            default=0.0,
-        )
         parts[i] = [Part(j)]
-        conf[i] = _pair_confidence(value, rival)
+        value_of[i] = value
+        conf[i] = 1.0  # the rivals are weighed once the merges are known
         kind[i] = "pair"
         partner[j] = i
     # detector merge: a free VLM box mostly inside a paired detection
@@ -122,6 +119,7 @@ def _overlap(
         kind[best] = "detector_merge"
         partner[j] = best
     # VLM merge: a free detection mostly inside a paired VLM box
+    tied: dict[int, int] = {}  # the free detection -> the paired one sharing its VLM box
     for i, d in enumerate(dets):
         if i in parts:
             continue
@@ -133,6 +131,8 @@ def _overlap(
         if kind.get(k) != "pair":
             continue
         _split_merge(i, k, j, dets, vlm[j], scores, det_text, parts, conf, kind)
+        tied[i] = k
+    _weigh_rivals(table, boxed, parts, value_of, conf, tied)
     for ps in parts.values():
         ps.sort(key=lambda p: p.vlm)
     rank = tuple(
@@ -145,6 +145,41 @@ def _overlap(
     evidence = _direction_evidence(dets, rank)
     rtl = evidence + math.log(rtl_prior / (1 - rtl_prior)) > 0
     return Alignment("overlap", placements, "rtl" if rtl else "ltr", rank, evidence)
+
+
+def _weigh_rivals(
+    table: Sequence[Sequence[float]],
+    boxed: Sequence[int],
+    parts: dict[int, list[Part]],
+    value_of: dict[int, float],
+    conf: dict[int, float],
+    tied: dict[int, int],
+) -> None:
+    """Each assigned pair's confidence against its best rival: a VLM box or detection it
+    could have had instead. Boxes of the same merge (the halves of a VLM split, the two
+    detections in one VLM box) are one placement, never each other's rivals."""
+    col_of = {j: c for c, j in enumerate(boxed)}
+    mine = {i: {p.vlm for p in ps} for i, ps in parts.items()}
+    for i, value in value_of.items():
+        if i not in parts:
+            continue
+        own = mine[i]
+        sharing = {k for k, vs in mine.items() if vs & own}
+        rival = max(
+            [table[i][c] for j, c in col_of.items() if j not in own]
+            + [
+                table[k][col_of[j]]
+                for j in own
+                if j in col_of
+                for k in range(len(table))
+                if k not in sharing
+            ],
+            default=0.0,
+        )
+        conf[i] = min(conf[i], _pair_confidence(value, rival))
+    for i, k in tied.items():
+        if i in conf and k in conf:
+            conf[i] = min(conf[i], conf[k])
 
 
 def _merged_rank(i: int, dets: Sequence[Box], vboxes: dict[int, Box | None]) -> float:
