@@ -32,12 +32,25 @@ def _centre_in(a: Sequence[float], b: Sequence[float]) -> bool:
     return b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3]
 
 
+def lettered(text_boxes: Sequence[Box]) -> list[Box]:
+    """One box per lettered line: a box holding the centre of a smaller one (a balloon
+    around its detected text) is left out, so a line is not counted twice."""
+    return [
+        t
+        for n, t in enumerate(text_boxes)
+        if not any(
+            k != n and o[2] * o[3] < t[2] * t[3] and _centre_in(o, t)
+            for k, o in enumerate(text_boxes)
+        )
+    ]
+
+
 def text_counts(dets: Sequence[Box], text_boxes: Sequence[Box]) -> tuple[list[int], int]:
-    """(text boxes per detection, text boxes in none): each box goes to the smallest
-    detection holding its centre."""
+    """(lettered lines per detection, lines in none): each line's box (`lettered`) goes to
+    the smallest detection holding its centre."""
     counts = [0] * len(dets)
     orphans = 0
-    for t in text_boxes:
+    for t in lettered(text_boxes):
         best = -1
         for i, d in enumerate(dets):
             if _centre_in(t, d) and (best < 0 or d[2] * d[3] < dets[best][2] * dets[best][3]):

@@ -233,3 +233,12 @@ def test_page_order_follows_the_vlm_boxes() -> None:
         match_tier="exact",
     )
     assert page.reading_order == rtl and page.reading_order_source == "vlm"
+
+
+def test_a_balloon_around_its_text_box_is_one_line() -> None:
+    from analyzer.align.geometry import lettered
+
+    balloon, text, other = (10, 10, 100, 60), (30, 25, 60, 30), (200, 10, 50, 30)
+    assert lettered([balloon, text, other]) == [text, other]
+    counts, orphans = text_counts([(0, 0, 300, 100)], [balloon, text, other])
+    assert counts == [2] and orphans == 0
