@@ -90,6 +90,23 @@ def detections(
 ) -> list[Detection]:
     """Detections at or above `threshold`, in pixels by dataspec's box rules, in layout
     order (rows, then left to right)."""
+    kept = _in_pixels(boxes, scores, threshold, size)
+    order = reading_order([d.box for d in kept])
+    return [kept[i] for i in order]
+
+
+def text_boxes(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
+) -> list[Box]:
+    """The detector's text/balloon boxes at or above `threshold`, in pixels (file order)."""
+    return [d.box for d in _in_pixels(boxes, scores, threshold, size)]
+
+
+def _in_pixels(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
+) -> list[Detection]:
+    """The boxes scoring at least `threshold`, converted by dataspec's box rules (a box
+    they drop is left out), in file order."""
     frame = BoxFrame(size)
     notes: list[Note] = []
     kept: list[Detection] = []
@@ -99,15 +116,7 @@ def detections(
         box = frame.to_pixels(RawBox(tuple(values), "xywh", "bbox"), notes, "$")
         if box is not None:
             kept.append(Detection(box, min(max(float(score), 0.0), 1.0)))
-    order = reading_order([d.box for d in kept])
-    return [kept[i] for i in order]
-
-
-def text_boxes(
-    boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
-) -> list[Box]:
-    """The detector's text/balloon boxes at or above `threshold`, in pixels."""
-    return [d.box for d in detections(boxes, scores, threshold, size)]
+    return kept
 
 
 def build_page(

@@ -265,11 +265,12 @@ def book_of(image_path: str) -> str:
 
 
 def _share_direction(reads: list[_Read], config: WorkerConfig) -> None:
-    """Align each page again with its book's reading direction as the prior.
+    """Reweigh each page's alignment with its book's reading direction as the prior.
 
     A book reads one way: the direction evidence of the chunk's other pages of the same
-    book (`Alignment.rtl_evidence`) becomes the page's prior (`series_prior`). Pages are
-    in path order, so a chunk holds whole books but for the two at its ends.
+    book (`Alignment.rtl_evidence`) becomes the page's prior (`series_prior`); no page is
+    solved again. `Plan.chunks` keeps books whole (a book over `CHUNK_PAGES` is cut at the
+    same pages in every run). A page whose prior an earlier pass fixed keeps that prior.
     """
     books: dict[str, list[_Read]] = {}
     for r in reads:

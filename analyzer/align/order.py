@@ -118,18 +118,6 @@ class _Lattice:
         # a cut-short reply lists a prefix of the panels: the detections after it are free
         self.tail = [model.lone_det(t[i]) for i in range(n)]
 
-    def weight(self, step: int, i: int, j: int) -> float:
-        """Weight of `step` ending at (i, j) (i detections, j VLM panels consumed)."""
-        if step == 0:
-            return self.pair[i - 1][j - 1]
-        if step == 1:
-            return self.lone[i - 1]
-        if step == 2:
-            return self.skip_vlm[j - 1]
-        if step == 3:
-            return self.det_merge[i - 1][j - 2]
-        return self.vlm_merge[i - 2][j - 1]
-
     def solve(self) -> tuple[float, dict[tuple[int, int, int], float], list[tuple[int, int, int]]]:
         """(log Z, posterior of each step (step, i, j), the most probable path's steps)."""
         n, m = self.n, self.m
