@@ -84,7 +84,6 @@ breakdown by defect, and the CSV's pairing columns when present.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import multiprocessing
@@ -795,30 +794,11 @@ def make(out: Path, pages: int, seed: int, kind: str, workers: int) -> list[dict
             results = pool.map(make_page, jobs, chunksize=20)
     else:
         results = [make_page(job) for job in jobs]
-    images: list[Json] = []
-    annotations: list[dict[str, Json]] = []
-    for res in results:
-        images.append(res["image"])
-        for ann in res["annotations"]:
-            ann.update(id=len(annotations) + 1, image_id=res["image"]["id"])
-            annotations.append(ann)
-    with open(out / "predictions.json", "w", encoding="utf-8") as fh:
-        json.dump(
-            {"images": images, "annotations": annotations, "categories": CATEGORIES},
-            fh,
-            ensure_ascii=False,
-        )
-    with open(out / "manifest.csv", "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["canonical_id", "absolute_image_path"])
-        writer.writerows(res["manifest"] for res in results)
+    annotations = hp.write_corpus(out, results, CATEGORIES)
     truths = [res["truth"] for res in results]
-    with open(out / "truth.jsonl", "w", encoding="utf-8") as fh:
-        for t in truths:
-            fh.write(json.dumps(t, ensure_ascii=False) + "\n")
     print(
         f"{pages} pages ({kind}) in {time.perf_counter() - start:.1f}s under {out}; "
-        f"{len(annotations)} annotations"
+        f"{annotations} annotations"
     )
     import heldout_alignment_measure as ham
 

@@ -1203,6 +1203,16 @@ def make(out: Path, pages: int, seed: int, workers: int) -> None:
             results = pool.map(make_page, jobs, chunksize=25)
     else:
         results = [make_page(job) for job in jobs]
+    annotations = write_corpus(out, results, CATEGORIES)
+    defects = Counter(plan)
+    print(f"{pages} pages in {time.perf_counter() - start:.1f}s under {out}")
+    print("reply defects: " + ", ".join(f"{k} {v}" for k, v in defects.most_common()))
+    print(f"annotations: {annotations}; wrapped replies: {sum(j.wrapped for j in jobs)}")
+
+
+def write_corpus(out: Path, results: list[dict[str, Json]], categories: list[Json]) -> int:
+    """Write the made pages' `predictions.json` (ids numbered in page order),
+    `manifest.csv` and `truth.jsonl` under `out`; returns the annotation count."""
     images: list[Json] = []
     annotations: list[dict[str, Json]] = []
     for res in results:
@@ -1212,7 +1222,7 @@ def make(out: Path, pages: int, seed: int, workers: int) -> None:
             annotations.append(ann)
     with open(out / "predictions.json", "w", encoding="utf-8") as fh:
         json.dump(
-            {"images": images, "annotations": annotations, "categories": CATEGORIES},
+            {"images": images, "annotations": annotations, "categories": categories},
             fh,
             ensure_ascii=False,
         )
@@ -1223,10 +1233,7 @@ def make(out: Path, pages: int, seed: int, workers: int) -> None:
     with open(out / "truth.jsonl", "w", encoding="utf-8") as fh:
         for res in results:
             fh.write(json.dumps(res["truth"], ensure_ascii=False) + "\n")
-    defects = Counter(plan)
-    print(f"{pages} pages in {time.perf_counter() - start:.1f}s under {out}")
-    print("reply defects: " + ", ".join(f"{k} {v}" for k, v in defects.most_common()))
-    print(f"annotations: {len(annotations)}; wrapped replies: {sum(j.wrapped for j in jobs)}")
+    return len(annotations)
 
 
 # --------------------------------------------------------------------------------------
