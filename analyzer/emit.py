@@ -98,7 +98,8 @@ def detections(
 def text_boxes(
     boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
 ) -> list[Box]:
-    """The detector's text/balloon boxes at or above `threshold`, in pixels (file order)."""
+    """The detector's boxes of one kind (text/balloon, characters) at or above `threshold`,
+    in pixels (file order)."""
     return [d.box for d in _in_pixels(boxes, scores, threshold, size)]
 
 

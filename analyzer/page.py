@@ -66,6 +66,8 @@ class WorkerConfig:
     emit: EmitOptions | None
     text_evidence: bool = True
     """The detector boxes lettered text (a text or balloon category with detections)."""
+    char_evidence: bool = False
+    """The detector boxes characters (a character category with detections)."""
 
 
 class Task(NamedTuple):
@@ -90,7 +92,8 @@ class Task(NamedTuple):
 @dataclass
 class Chunk:
     """Pages for one worker task; page n's boxes and scores are rows `offsets[n]:offsets[n + 1]`
-    (its text boxes: rows `text_offsets[n]:text_offsets[n + 1]`)."""
+    (its text boxes: rows `text_offsets[n]:text_offsets[n + 1]`, its character boxes:
+    `char_offsets[n]:char_offsets[n + 1]`)."""
 
     tasks: list[Task]
     offsets: np.ndarray
@@ -100,6 +103,9 @@ class Chunk:
     text_offsets: np.ndarray
     text_boxes: np.ndarray
     text_scores: np.ndarray
+    char_offsets: np.ndarray
+    char_boxes: np.ndarray
+    char_scores: np.ndarray
 
 
 class PageResult(NamedTuple):
@@ -230,11 +236,14 @@ def process_chunk(chunk: Chunk) -> list[PageResult]:
     for n, task in enumerate(chunk.tasks):
         lo, hi = int(chunk.offsets[n]), int(chunk.offsets[n + 1])
         tlo, thi = int(chunk.text_offsets[n]), int(chunk.text_offsets[n + 1])
+        clo, chi = int(chunk.char_offsets[n]), int(chunk.char_offsets[n + 1])
         found = _Found(
             chunk.boxes[lo:hi],
             chunk.scores[lo:hi],
             chunk.text_boxes[tlo:thi],
             chunk.text_scores[tlo:thi],
+            chunk.char_boxes[clo:chi],
+            chunk.char_scores[clo:chi],
         )
         out.append(_read(task, found, config, resolver))
     _share_direction(out, config)
@@ -299,12 +308,15 @@ def _share_direction(reads: list[_Read], config: WorkerConfig) -> None:
 
 
 class _Found(NamedTuple):
-    """One page's detections: panels and lettered text, boxes `[x, y, w, h]` and scores."""
+    """One page's detections: panels, lettered text and characters, boxes `[x, y, w, h]`
+    and scores."""
 
     boxes: np.ndarray
     scores: np.ndarray
     text_boxes: np.ndarray
     text_scores: np.ndarray
+    char_boxes: np.ndarray
+    char_scores: np.ndarray
 
 
 class _Paired(NamedTuple):
@@ -346,6 +358,11 @@ def _pair(
         if config.text_evidence
         else None
     )
+    chars = (
+        text_boxes(found.char_boxes, found.char_scores, threshold, size)
+        if config.char_evidence
+        else None
+    )
     alignment = align(
         [d.box for d in dets],
         [d.score for d in dets],
@@ -353,6 +370,7 @@ def _pair(
         texts,
         truncated=truncated,
         rtl_prior=rtl_prior,
+        char_boxes=chars,
     )
     threshold = emit.min_pair_confidence if emit else MIN_CONFIDENCE
     return _Paired(dets, alignment, threshold, RTL_PRIOR if rtl_prior is None else rtl_prior)

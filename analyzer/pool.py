@@ -135,6 +135,12 @@ class Plan:
             )
             toffsets = np.zeros(len(part) + 1, dtype=np.int64)
             np.cumsum([hi - lo for lo, hi in tspans], out=toffsets[1:])
+            cspans = [coco.char_span(p) for p in part]
+            crows = np.concatenate(
+                [np.arange(lo, hi, dtype=np.int64) for lo, hi in cspans] or [np.zeros(0, np.int64)]
+            )
+            coffsets = np.zeros(len(part) + 1, dtype=np.int64)
+            np.cumsum([hi - lo for lo, hi in cspans], out=coffsets[1:])
             yield Chunk(
                 tasks,
                 offsets,
@@ -144,6 +150,9 @@ class Plan:
                 toffsets,
                 coco.text_boxes[trows],
                 coco.text_scores[trows],
+                coffsets,
+                coco.char_boxes[crows],
+                coco.char_scores[crows],
             )
 
 

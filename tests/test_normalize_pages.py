@@ -10,6 +10,8 @@ import orjson
 import pytest
 
 import dataspec
+from dataspec.models import Character
+from dataspec.normalize import read_panels
 from tests.conftest import write_image, write_json
 
 PANEL = {"bbox": [10, 20, 300, 400], "text": {"dialogue": ["Hi"]}}
@@ -328,3 +330,25 @@ def test_a_file_cut_inside_its_panel_list_keeps_the_panels_before_the_cut(tmp_pa
     file.write_bytes(b'{"image": "a.jpg", "panels": [{"bbox": [1, 2')
     page, notes = dataspec.load_with_notes(file)
     assert page.panels == [] and "truncated" in codes(notes)
+
+
+def test_old_schema_key_elements_that_are_the_pages_characters_become_named_characters() -> None:
+    doc = {
+        "summary": {"characters": ["Batman", "Robin"], "setting": "Gotham"},
+        "panels": [
+            {"panel_number": 1, "description": "x", "key_elements": ["batman", "rain", "Batman"]},
+            {"panel_number": 2, "description": "y", "key_elements": ["a car"]},
+            {"panel_number": 3, "characters": [{"name": "Alfred"}], "key_elements": ["Robin"]},
+        ],
+    }
+    records, notes = read_panels(doc)
+    assert [r.characters for r in records] == [
+        (Character(name="Batman"),),
+        None,
+        (Character(name="Alfred"),),  # the panel's own list wins
+    ]
+    assert [n.where for n in notes if n.code == "characters_from_key_elements"] == ["$.panels[0]"]
+    assert "Key elements: batman; rain; Batman" in (records[0].description or "")
+    # without the page's character list, key elements are only description
+    del doc["summary"]
+    assert read_panels(doc)[0][0].characters is None

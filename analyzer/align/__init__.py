@@ -17,10 +17,12 @@ Two methods, chosen by the evidence a page has (`align`, below), each in its own
   (missed by the detector), pairs one detection with two VLM panels (detector merge) or
   two detections with one VLM panel (VLM merge). Evidence per step: the detector's own
   text/balloon boxes inside each detection against the lines each VLM panel reports (with
-  the detector's recall and false boxes), text boxes outside every detection (a missed
-  panel), the detection's score (spurious boxes score low) and relative area (merged boxes
-  are large). Forward-backward gives every step's posterior probability, summed over both
-  reading directions: that is the pair's confidence.
+  the detector's recall and false boxes), the detector's character boxes against the
+  characters each VLM panel names (when both sides have any), text and character boxes
+  outside every detection (a missed panel), the detection's score (spurious boxes score
+  low) and relative area (merged boxes are large). Forward-backward gives every step's
+  posterior probability, summed over both reading directions: that is the pair's
+  confidence.
 
 The page's confidence is its least confident pair. What is kept is the caller's choice
 (`Alignment.confident`): a detection whose pair is below the threshold has unknown text, and
@@ -37,7 +39,7 @@ from collections.abc import Sequence
 
 from dataspec.normalize import PanelRecord
 
-from .geometry import iou, text_counts
+from .geometry import centre_counts, iou, text_counts
 from .order import _MODEL, _order
 from .overlap import _overlap, assign
 from .types import CONTAIN, METHODS, MIN_IOU, RTL_PRIOR, Alignment, Box, Part, Placement
@@ -68,6 +70,7 @@ def align(
     *,
     truncated: bool = False,
     rtl_prior: float | None = None,
+    char_boxes: Sequence[Box] | None = None,
 ) -> Alignment:
     """Pair detections (pixel boxes, any order) with VLM panels (their order).
 
@@ -76,6 +79,8 @@ def align(
     cut short, so its panels are a prefix of the page's (the detections after them are
     left unpaired at no cost). `rtl_prior`: the chance the page reads right to left
     before its own evidence (`series_prior` of its series' pages; default `RTL_PRIOR`).
+    `char_boxes`: the detector's character boxes in pixels; None when the detector has no
+    character category (then the characters the VLM names are no evidence either way).
     """
     if not dets or not vlm:
         return Alignment("none", ())
@@ -83,8 +88,18 @@ def align(
     prior = RTL_PRIOR if rtl_prior is None else min(max(rtl_prior, 1e-3), 1 - 1e-3)
     if 2 * sum(r.box is not None for r in vlm) >= len(vlm):
         return _overlap(dets, scores, vlm, det_text, prior)
+    det_chars = centre_counts(dets, char_boxes) if char_boxes is not None else None
     return _order(
-        dets, scores, vlm, det_text, orphans, truncated, _MODEL, prior, text_boxes is not None
+        dets,
+        scores,
+        vlm,
+        det_text,
+        orphans,
+        truncated,
+        _MODEL,
+        prior,
+        text_boxes is not None,
+        det_chars,
     )
 
 

@@ -48,9 +48,15 @@ def lettered(text_boxes: Sequence[Box]) -> list[Box]:
 def text_counts(dets: Sequence[Box], text_boxes: Sequence[Box]) -> tuple[list[int], int]:
     """(lettered lines per detection, lines in none): each line's box (`lettered`) goes to
     the smallest detection holding its centre."""
+    return centre_counts(dets, lettered(text_boxes))
+
+
+def centre_counts(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int], int]:
+    """(boxes per detection, boxes in none): each box goes to the smallest detection
+    holding its centre."""
     counts = [0] * len(dets)
     orphans = 0
-    for t in lettered(text_boxes):
+    for t in boxes:
         best = -1
         for i, d in enumerate(dets):
             if _centre_in(t, d) and (best < 0 or d[2] * d[3] < dets[best][2] * dets[best][3]):

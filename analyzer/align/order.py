@@ -11,12 +11,29 @@ from dataclasses import dataclass, field
 from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
-from .geometry import _inside, _inter
+from .geometry import _inside
 from .types import Alignment, Box, Part, Placement
 
 
 def _log_poisson(k: int, lam: float) -> float:
     return k * math.log(lam) - lam - math.lgamma(k + 1)
+
+
+def _log_counts(t: int, n: int, recall: float, false: float) -> float:
+    """log P(t boxes | n true things): binomial recall + Poisson false boxes, mixed with a
+    broad term (one balloon may hold two lines, two figures may read as one, ...)."""
+    exact = 0.0
+    for k in range(min(t, n) + 1):
+        exact += math.exp(
+            math.lgamma(n + 1)
+            - math.lgamma(k + 1)
+            - math.lgamma(n - k + 1)
+            + k * math.log(recall)
+            + (n - k) * math.log(1 - recall)
+            + _log_poisson(t - k, false)
+        )
+    broad = math.exp(_log_poisson(t, max(float(n), 0.5)))
+    return math.log(0.95 * exact + 0.05 * broad + 1e-12)
 
 
 @dataclass(frozen=True)
@@ -32,38 +49,45 @@ class _Model:
     """Share of lettered lines the detector boxes."""
     false_boxes: float = 0.15
     """Text boxes per panel with no line behind them."""
+    char_recall: float = 0.8
+    """Share of the characters a VLM names in a panel that the detector boxes there."""
+    false_chars: float = 0.2
+    """Character boxes per panel beyond those the VLM names."""
     merge_area: float = 1.8
     """A merged detection's area over the page's median detection, typically."""
     area_sd: float = 0.6
-    _text_cache: dict[tuple[int, int], float] = field(default_factory=dict, compare=False)
+    _cache: dict[tuple[int, int, int], float] = field(default_factory=dict, compare=False)
 
     def text(self, t: int, lines: int) -> float:
-        """log P(t text boxes | the panel has `lines` lines): binomial recall + Poisson
-        false boxes, mixed with a broad term (one balloon may hold two lines, or the
-        reverse). Cached per (t, lines)."""
-        value = self._text_cache.get((t, lines))
+        """log P(t text boxes | the panel has `lines` lines). Cached."""
+        key = (0, min(t, 60), min(lines, 60))
+        value = self._cache.get(key)
         if value is None:
-            value = self._text_cache[(t, lines)] = self._text(min(t, 60), min(lines, 60))
+            value = self._cache[key] = _log_counts(key[1], key[2], self.recall, self.false_boxes)
         return value
 
-    def _text(self, t: int, lines: int) -> float:
-        exact = 0.0
-        for k in range(min(t, lines) + 1):
-            exact += math.exp(
-                math.lgamma(lines + 1)
-                - math.lgamma(k + 1)
-                - math.lgamma(lines - k + 1)
-                + k * math.log(self.recall)
-                + (lines - k) * math.log(1 - self.recall)
-                + _log_poisson(t - k, self.false_boxes)
+    def chars(self, c: int, named: int) -> float:
+        """log P(c character boxes | the VLM names `named` characters in the panel)."""
+        key = (1, min(c, 60), min(named, 60))
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = _log_counts(
+                key[1], key[2], self.char_recall, self.false_chars
             )
-        broad = math.exp(_log_poisson(t, max(float(lines), 0.5)))
-        return math.log(0.95 * exact + 0.05 * broad + 1e-12)
+        return value
 
     def lone_det(self, t: int) -> float:
         """log P(t | a detection no VLM panel describes): spurious or an omitted panel,
         mostly without lettering."""
         return math.log(0.75 * math.exp(self.text(t, 0)) + 0.25 * math.exp(self.text(t, 2)))
+
+    def lone_chars(self, c: int) -> float:
+        """log P(c character boxes | a detection no VLM panel describes)."""
+        return math.log(
+            0.45 * math.exp(self.chars(c, 0))
+            + 0.4 * math.exp(self.chars(c, 1))
+            + 0.15 * math.exp(self.chars(c, 2))
+        )
 
     def score(self, s: float) -> float:
         """log likelihood ratio spurious : real of a detection's score."""
@@ -94,29 +118,48 @@ class _Lattice:
         orphans: int,
         prefix: bool,
         model: _Model,
+        cast: tuple[Sequence[int], Sequence[int], int] | None = None,
     ) -> None:
+        """`cast`: (character boxes per detection, characters the VLM names per panel,
+        character boxes in no detection), or None when either side has none on the page."""
         n, m = len(t), len(lines)
         self.n, self.m, self.prefix = n, m, prefix
         lp = [math.log(p) for p in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
         lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
         text = model.text
-        self.lone = [lp[1] + model.lone_det(t[i]) + model.score(score[i]) for i in range(n)]
-        # a missed panel leaves its text boxes outside every detection: the orphans
-        base = text(orphans, 0)
-        self.skip_vlm = [lp[2] + text(orphans, lines[j]) - base for j in range(m)]
-        self.pair = [[lp[0] + text(t[i], lines[j]) for j in range(m)] for i in range(n)]
+        c, named, c_out = cast if cast is not None else ([0] * n, [0] * m, 0)
+        ch = model.chars if cast is not None else _no_evidence
+        lone_ch = model.lone_chars if cast is not None else _no_evidence_1
+        self.lone = [
+            lp[1] + model.lone_det(t[i]) + lone_ch(c[i]) + model.score(score[i]) for i in range(n)
+        ]
+        # a missed panel leaves its text (and figure) boxes outside every detection
+        base = text(orphans, 0) + ch(c_out, 0)
+        self.skip_vlm = [
+            lp[2] + text(orphans, lines[j]) + ch(c_out, named[j]) - base for j in range(m)
+        ]
+        self.pair = [
+            [lp[0] + text(t[i], lines[j]) + ch(c[i], named[j]) for j in range(m)] for i in range(n)
+        ]
         self.det_merge = [
             [
-                lp[3] + text(t[i], lines[j] + lines[j + 1]) + model.area(rel_area[i], True)
+                lp[3]
+                + text(t[i], lines[j] + lines[j + 1])
+                + ch(c[i], named[j] + named[j + 1])
+                + model.area(rel_area[i], True)
                 for j in range(m - 1)
             ]
             for i in range(n)
         ]
         self.vlm_merge = [
-            [lp[4] + text(t[i] + t[i + 1], lines[j]) for j in range(m)] for i in range(n - 1)
+            [
+                lp[4] + text(t[i] + t[i + 1], lines[j]) + ch(c[i] + c[i + 1], named[j])
+                for j in range(m)
+            ]
+            for i in range(n - 1)
         ]
         # a cut-short reply lists a prefix of the panels: the detections after it are free
-        self.tail = [model.lone_det(t[i]) for i in range(n)]
+        self.tail = [model.lone_det(t[i]) + lone_ch(c[i]) for i in range(n)]
 
     def solve(self) -> tuple[float, dict[tuple[int, int, int], float], list[tuple[int, int, int]]]:
         """(log Z, posterior of each step (step, i, j), the most probable path's steps)."""
@@ -224,6 +267,14 @@ class _Lattice:
         return log_z, post, path
 
 
+def _no_evidence(_a: int, _b: int) -> float:
+    return 0.0
+
+
+def _no_evidence_1(_a: int) -> float:
+    return 0.0
+
+
 def _lse(values: Sequence[float]) -> float:
     top = max(values)
     if top == -math.inf:
@@ -241,11 +292,16 @@ def _order(
     model: _Model,
     rtl_prior: float,
     text_evidence: bool = True,
+    det_chars: tuple[Sequence[int], int] | None = None,
 ) -> Alignment:
+    """The `order` alignment. `det_chars`: character boxes per detection and in none, or
+    None when the detector reports no characters (then what the VLM names is no evidence)."""
     areas = [d[2] * d[3] for d in dets]
     median = sorted(areas)[len(areas) // 2] or 1
     # without the detector's text boxes, line counts say nothing: every panel weighs alike
     lines = [len(r.text.lines()) if text_evidence else 0 for r in vlm]
+    named = [len(r.characters or ()) for r in vlm]
+    use_cast = det_chars is not None and any(named)  # the VLM names characters on this page
     raw: list[_Solved] = []
     for direction, rtl in (("ltr", False), ("rtl", True)):
         perm = reading_order(list(dets), rtl=rtl)  # position -> detection index
@@ -260,6 +316,9 @@ def _order(
             orphans,
             prefix,
             model,
+            ([det_chars[0][i] for i in perm], named, det_chars[1])
+            if use_cast and det_chars is not None
+            else None,
         )
         log_z, post, path = lattice.solve()
         raw.append((direction, perm, log_z, post, path))
@@ -333,7 +392,7 @@ def _chosen(
         if kind
     ]
     wanted = {det: parts for det, parts, _ in chosen}
-    merges: dict[tuple[int, int, int], list[tuple[int, tuple[Part, ...]]]] = {}
+    merges: dict[tuple[int, int, int], tuple[list[tuple[int, tuple[Part, ...]]], float]] = {}
     masses: list[dict[int, float]] = []
     for n, (_, order, _, post, _) in enumerate(raw):
         if n and post is raw[0][3]:  # one column: the same solution twice
@@ -350,9 +409,10 @@ def _chosen(
                 split = merges.get(key)
                 if split is None:
                     split = merges[key] = _vlm_merge((a, b), j - 1, vlm, det_text, dets)
-                for d, parts in split:
+                routing, chance = split
+                for d, parts in routing:
                     if wanted.get(d) == parts:
-                        mass[d] += p
+                        mass[d] += p * chance
                 continue
             d = order[i - 1]
             got = wanted.get(d)
@@ -387,8 +447,8 @@ def _outcomes(
     if s == 3:
         return [(dets[0], (Part(j - 2), Part(j - 1)), "detector_merge")]
     if s == 4:
-        split = _vlm_merge(dets, j - 1, vlm, det_text, boxes)
-        return [(d, parts, "vlm_merge") for d, parts in split]
+        routing, _ = _vlm_merge(dets, j - 1, vlm, det_text, boxes)
+        return [(d, parts, "vlm_merge") for d, parts in routing]
     return []
 
 
@@ -398,31 +458,36 @@ def _vlm_merge(
     vlm: Sequence[PanelRecord],
     det_text: Sequence[int],
     boxes: Sequence[Box],
-) -> list[tuple[int, tuple[Part, ...]]]:
-    """Two detections (reading order), one VLM panel, no boxes: who gets which lines.
+    model: _Model = _MODEL,
+) -> tuple[list[tuple[int, tuple[Part, ...]]], float]:
+    """Two detections (reading order), one VLM panel, no boxes: who gets which lines, and
+    the chance that routing is right.
 
-    A panel without lines goes whole to the first; with lines, all go to the one detection
-    holding lettering; one box nested in the other: all to the outer (the inner's text is
-    unknown); two boxes apart, both lettered, whose text boxes number exactly the VLM's
-    lines: the lines (in the VLM's order) are cut by those counts; else neither gets any
-    (unknown).
+    A panel without lines goes whole to the first (sure). One box nested in the other: all
+    to the outer (the inner's text is unknown). Else the panel's lines, in order, are cut
+    at the point the detections' text boxes make most likely (the first `k` lines to the
+    first detection, each cut equally likely before the evidence); a cut inside the panel
+    needs its `text_items`, else only "all to one" can be written. The chance is the chosen
+    cut's posterior over every cut.
     """
     record = vlm[j]
-    if not record.text.lines():
-        return [(dets[0], (Part(j),)), (dets[1], ())]
-    lettered = [d for d in dets if det_text[d] > 0]
-    if len(lettered) == 1:
-        return [(d, (Part(j),) if d == lettered[0] else ()) for d in dets]
-    items = record.text_items or ()
-    first = det_text[dets[0]]
-    a, b = boxes[dets[0]], boxes[dets[1]]
-    apart = _inter(a, b) < 0.1 * min(a[2] * a[3], b[2] * b[3])  # a nested box: counts unsure
+    n_lines = len(record.text.lines())
+    if not n_lines:
+        return [(dets[0], (Part(j),)), (dets[1], ())], 1.0
     for inner, outer in ((dets[0], dets[1]), (dets[1], dets[0])):
         if _inside(boxes[inner], boxes[outer]) >= 0.8:  # a box nested in the other
-            return [(outer, (Part(j),))]  # the outer holds every line; the inner: unknown
-    if lettered and items and apart and first + det_text[dets[1]] == len(items):
-        return [
-            (dets[0], (Part(j, tuple(range(first))),)),
-            (dets[1], (Part(j, tuple(range(first, len(items)))),)),
-        ]
-    return []
+            return [(outer, (Part(j),))], 1.0
+    ta, tb = det_text[dets[0]], det_text[dets[1]]
+    weights = [model.text(ta, k) + model.text(tb, n_lines - k) for k in range(n_lines + 1)]
+    items = len(record.text_items or ())
+    cuts = range(n_lines + 1) if items == n_lines else (0, n_lines)
+    k = max(cuts, key=lambda c: (weights[c], -c))
+    chance = math.exp(weights[k] - _lse(weights))
+    if k == n_lines:
+        return [(dets[0], (Part(j),)), (dets[1], ())], chance
+    if k == 0:
+        return [(dets[0], ()), (dets[1], (Part(j),))], chance
+    return [
+        (dets[0], (Part(j, tuple(range(k))),)),
+        (dets[1], (Part(j, tuple(range(k, n_lines))),)),
+    ], chance

@@ -490,6 +490,7 @@ def _convert_panels(
     panels_raw = _panel_boxes(items, panels_where, hint, box_format is not None, notes)
     frame = BoxFrame(size)
     frame.decide([r for _, _, r in panels_raw if r is not None], notes, hint_normalized)
+    cast = _cast(fields)
     out: list[tuple[int, dict[str, Any]]] = []
     for index, item, raw in panels_raw:
         here = f"{panels_where}[{index}]"
@@ -499,8 +500,50 @@ def _convert_panels(
                 what = "panel has no readable box" if isinstance(item, dict) else "not a panel"
                 notes.append(Note("panel_dropped", what, here))
             continue
-        out.append((index, _panel(item, box, raw, frame, notes, here, caption_as_narration)))
+        panel = _panel(item, box, raw, frame, notes, here, caption_as_narration)
+        if cast and "characters" not in panel and isinstance(item, dict):
+            _cast_of_panel(item, cast, panel, notes, here)
+        out.append((index, panel))
     return out
+
+
+def _cast(fields: dict[str, Any]) -> dict[str, str]:
+    """The page's characters by folded name, from an old-schema `summary.characters` list
+    of names (empty when there is none)."""
+    summary = fields.get("summary")
+    names = summary.get("characters") if isinstance(summary, dict) else None
+    if not isinstance(names, list):
+        return {}
+    cast: dict[str, str] = {}
+    for value in names:
+        name = clean_line(value) if isinstance(value, str) else None
+        if name is not None:
+            cast.setdefault(name.casefold(), name)
+    return cast
+
+
+def _cast_of_panel(
+    item: dict[str, Any], cast: dict[str, str], panel: dict[str, Any], notes: list[Note], where: str
+) -> None:
+    """An old-schema panel's named characters: its `key_elements` that are the page's
+    characters (`summary.characters`), in the panel's order, each once."""
+    elements = item.get("key_elements")
+    if not isinstance(elements, list):
+        return
+    seen: list[str] = []
+    for value in elements:
+        name = clean_line(value) if isinstance(value, str) else None
+        if name is not None and name.casefold() in cast and name.casefold() not in seen:
+            seen.append(name.casefold())
+    if seen:
+        panel["characters"] = [{"name": cast[n]} for n in seen]
+        notes.append(
+            Note(
+                "characters_from_key_elements",
+                f"{len(seen)} of key_elements named in summary.characters",
+                where,
+            )
+        )
 
 
 def _coco_filter(

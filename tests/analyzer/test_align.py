@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.align import Alignment, align, assign, iou, text_counts
+from analyzer.align import Alignment, Part, align, assign, iou, text_counts
 from analyzer.emit import Detection, build_page
 from dataspec import Page, PanelText
-from dataspec.models import TextItem
+from dataspec.models import Character, TextItem
 from dataspec.normalize import PanelRecord
 
 Box = tuple[int, int, int, int]
@@ -242,3 +242,49 @@ def test_a_balloon_around_its_text_box_is_one_line() -> None:
     assert lettered([balloon, text, other]) == [text, other]
     counts, orphans = text_counts([(0, 0, 300, 100)], [balloon, text, other])
     assert counts == [2] and orphans == 0
+
+
+CAST = [1, 0, 2, 1, 2, 1]  # characters drawn per grid panel
+
+
+def _cast_record(index: int, named: int) -> PanelRecord:
+    chars = tuple(Character(name=f"C{index}.{k}") for k in range(named)) or None
+    return PanelRecord(index=index, text=PanelText(), characters=chars)
+
+
+def _figure_boxes(panels: list[Box], counts: list[int]) -> list[Box]:
+    return [
+        (p[0] + 30 + k * 120, p[1] + 100, 100, 180)
+        for p, n in zip(panels, counts, strict=True)
+        for k in range(n)
+    ]
+
+
+def test_named_characters_tell_which_panel_the_vlm_omitted() -> None:
+    # no lettering anywhere; the VLM omits panel 1 (no characters) and names the others'
+    vlm = [_cast_record(k, CAST[i]) for k, i in enumerate((0, 2, 3, 4, 5))]
+    figures = _figure_boxes(GRID, CAST)
+    blind = align(GRID, [0.95] * 6, vlm, [])
+    seen = align(GRID, [0.95] * 6, vlm, [], char_boxes=figures)
+    assert blind.confidence < 0.6  # without the figures: a guess
+    assert _pairs(seen) == {0: (0,), 2: (1,), 3: (2,), 4: (3,), 5: (4,)} | (
+        {1: ()} if 1 in _pairs(seen) else {}
+    )
+    # panels 0, 3, 4, 5 are sure; panel 2 might be a VLM merge of 1 and 2 (1 has no figure)
+    assert min(_conf(seen)[i] for i in (0, 3, 4, 5)) > 0.95
+    assert min(_conf(blind).get(i, 0.0) for i in (0, 3, 4, 5)) < 0.6
+    # a detector without a character category: what the VLM names is no evidence
+    assert _conf(align(GRID, [0.95] * 6, vlm, [], char_boxes=None)) == _conf(blind)
+
+
+def test_vlm_merge_cut_by_the_text_boxes_with_its_chance() -> None:
+    # the VLM reports panels 4 (1 line) and 5 (2 lines) as one panel of 3 items
+    vlm = [*VLM[:4], _record(4, 3, tag="m")]
+    a = align(GRID, [0.95] * 6, vlm, TEXT)
+    by_det = {p.det: p for p in a.placements}
+    assert by_det[4].kind == by_det[5].kind == "vlm_merge"
+    assert by_det[4].parts[0].items == (0,) and by_det[5].parts[0].items == (1, 2)
+    # with the boxes of panel 5 unseen, "all to panel 4" is the likelier cut, and unsure
+    text = [b for b in TEXT if not (b[0] >= 300 and b[1] >= 600)]
+    b = {p.det: p for p in align(GRID, [0.95] * 6, vlm, text).placements}
+    assert b[4].parts == (Part(4),) and b[4].confidence < by_det[4].confidence

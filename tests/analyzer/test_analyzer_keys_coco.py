@@ -473,3 +473,42 @@ def test_typed_path_reports_a_non_finite_text_box() -> None:
     assert offsets.tolist() == [0, 0, 1] and scores.tolist() == [0.5]
     assert boxes.tolist() == [[0, 0, 1, 1]]
     assert cats is not None and cats.tolist() == [4]
+
+
+@pytest.mark.parametrize("whole_file_json", [False, True])
+def test_character_detections_are_kept_apart(tmp_path: Path, whole_file_json: bool) -> None:
+    anns = [
+        _ann("a.jpg", 1, [0, 0, 10, 10]),
+        _ann("a.jpg", 2, [1, 1, 3, 3], 0.7),
+        _ann("b.jpg", 2, [2, 2, 5, 5], 0.6),
+        _ann("b.jpg", 7, [2, 2, 2, 2], 0.9),  # a face: not a character box
+        _ann("b.jpg", 4, [4, 4, 2, 2], 0.8),
+    ]
+    text = json.dumps(anns)
+    if whole_file_json:  # a NaN literal: the file is read whole through Python's json
+        text = text[:-1] + ', {"image_id": "c.jpg", "category_id": 9, "bbox": [0, 0, 1, 1], '
+        text += '"score": NaN}]'
+    path = tmp_path / "results.json"
+    path.write_text(text, encoding="utf-8")
+    pages = load_coco(path)
+    assert pages.char_ids == {2} and pages.text_ids == {3, 4}
+    rows = [
+        (pages.char_boxes[lo:hi].tolist(), pages.char_scores[lo:hi].tolist())
+        for lo, hi in (pages.char_span(i) for i in range(2))
+    ]
+    assert rows == [([[1, 1, 3, 3]], [0.7]), ([[2, 2, 5, 5]], [0.6])]
+    # a file naming its categories: characters by name, whatever their id
+    named = {
+        "images": [{"id": 5, "file_name": "a.jpg"}],
+        "categories": [
+            {"id": 1, "name": "panel"},
+            {"id": 9, "name": "Character"},
+            {"id": 2, "name": "face"},
+        ],
+        "annotations": [
+            {"image_id": 5, "category_id": 9, "bbox": [1, 1, 2, 2], "score": 0.9},
+            {"image_id": 5, "category_id": 2, "bbox": [1, 1, 1, 1], "score": 0.9},
+        ],
+    }
+    pages = load_coco(_write(tmp_path / "named.json", named))
+    assert pages.char_ids == {9} and pages.char_boxes.tolist() == [[1, 1, 2, 2]]
