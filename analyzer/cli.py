@@ -121,7 +121,11 @@ _SKIP_HELP = ", ".join(SKIP_REASONS)
 
 @click.command(
     name="analyzer",
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "show_default": True,
+        "max_content_width": 100,
+    },
 )
 @flag("coco", required=True, help="Detector predictions (COCO dict or results list).")
 @flag("vlm_dir", help="Folder of per-page VLM JSONs (searched recursively).")

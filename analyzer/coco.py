@@ -44,6 +44,7 @@ __all__ = [
     "CHUNK_BYTES",
     "CocoError",
     "CocoPages",
+    "character_category_ids",
     "image_path",
     "load_coco",
     "panel_category_ids",
@@ -74,6 +75,10 @@ TEXT_NAMES = frozenset(
 "caption" is in: a caption box holds lettered text, and the VLM transcribes it (as
 narration), so a panel's text count must include it to compare with the VLM's.
 """
+DEFAULT_CHARACTER_IDS = frozenset({2})
+"""Character category of a file that names none: 2 (the Faster R-CNN's)."""
+CHARACTER_NAMES = frozenset({"character", "characters", "person", "figure"})
+"""Category names (as `_text_name` writes them) of the drawn characters."""
 _INT32, _INT64 = np.iinfo(np.int32), np.iinfo(np.int64)
 
 
@@ -138,6 +143,14 @@ class CocoPages:
     tells a balloon from the text inside it."""
     text_ids: frozenset[int]
     """Category ids collected as text (never a panel id)."""
+    char_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    """(n + 1,) int64: page i's character detections are rows char_offsets[i]:[i + 1]."""
+    char_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    """(c, 4) float64 `[x, y, w, h]` of the character detections, grouped by page."""
+    char_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """(c,) float64 detection scores, same rows as `char_boxes`."""
+    char_ids: frozenset[int] = frozenset()
+    """Category ids collected as characters (never a panel or text id)."""
     annotations: int = 0
     """Annotations read (all categories)."""
     problems: list[Problem] = field(default_factory=list)
@@ -148,6 +161,10 @@ class CocoPages:
     def text_span(self, page: int) -> tuple[int, int]:
         """(first, end) rows of page `page` in the `text_*` arrays."""
         return int(self.text_offsets[page]), int(self.text_offsets[page + 1])
+
+    def char_span(self, page: int) -> tuple[int, int]:
+        """(first, end) rows of page `page` in the `char_*` arrays."""
+        return int(self.char_offsets[page]), int(self.char_offsets[page + 1])
 
     def text_of(self, page: int) -> tuple[np.ndarray, np.ndarray]:
         """Page `page`'s text boxes (k, 4) and scores (k,): views into the arrays, no copy."""
@@ -279,6 +296,25 @@ def text_category_ids(
     return frozenset(cid for cid in found - panel_ids if _INT64.min <= cid <= _INT64.max)
 
 
+def character_category_ids(
+    categories: Sequence[dict[str, Any]] | None, taken: frozenset[int] = frozenset()
+) -> frozenset[int]:
+    """Category ids of the drawn characters: those named one of `CHARACTER_NAMES` when the
+    file names any category, else `DEFAULT_CHARACTER_IDS` (2); never an id in `taken`
+    (the panel and text ones)."""
+    named = [c for c in categories or () if isinstance(c, dict) and isinstance(c.get("name"), str)]
+    found = {
+        c["id"]
+        for c in named
+        if isinstance(c.get("id"), int)
+        and not isinstance(c["id"], bool)
+        and _text_name(c["name"]) in CHARACTER_NAMES
+    }
+    if not named:
+        found = set(DEFAULT_CHARACTER_IDS)
+    return frozenset(cid for cid in found - taken if _INT64.min <= cid <= _INT64.max)
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -370,10 +406,12 @@ class _Collector:
         panel_ids: frozenset[int],
         index: dict[int | str, int],
         text_ids: frozenset[int] = frozenset(),
+        char_ids: frozenset[int] = frozenset(),
     ):
         self.file = file
         self.panel_ids = panel_ids
         self.text_ids = text_ids
+        self.char_ids = char_ids
         self.index = index
         self.listed = bool(index)
         """The file lists images: an annotation naming another image is reported."""
@@ -381,6 +419,7 @@ class _Collector:
         fits = all(_INT32.min <= cid <= _INT32.max for cid in text_ids)
         self.panels = _Rows()
         self.text = _Rows(np.int32 if fits else np.int64)
+        self.chars = _Rows()
         self.count = 0
         self.problems: list[Problem] = []
 
@@ -396,9 +435,9 @@ class _Collector:
     def add_structs(self, anns: list[_Ann]) -> None:
         # the hot loop: bound methods in locals, one branch per kind, the finiteness check
         # unrolled (msgspec gives no NaN or infinity from JSON; the check is a guard)
-        panel_ids, text_ids = self.panel_ids, self.text_ids
+        panel_ids, text_ids, char_ids = self.panel_ids, self.text_ids, self.char_ids
         known, page_of, isfinite = self.index.get, self._page, math.isfinite
-        panels, text = self.panels, self.text
+        panels, text, chars = self.panels, self.text, self.chars
         panel_page, panel_box = panels.pages.append, panels.flat.extend
         panel_score = panels.scores.append
         text_page, text_box = text.pages.append, text.flat.extend
@@ -409,7 +448,8 @@ class _Collector:
                 page = page_of(ann.image_id, self.count + i)
             cat = ann.category_id
             is_panel = cat in panel_ids
-            if not is_panel and cat not in text_ids:
+            is_text = not is_panel and cat in text_ids
+            if not (is_panel or is_text or cat in char_ids):
                 continue
             box, score = ann.bbox, ann.score
             x, y, w, h = box
@@ -422,13 +462,18 @@ class _Collector:
                 panel_page(page)
                 panel_box(box)
                 panel_score(score)
-            else:
+            elif is_text:
                 text_page(page)
                 text_box(box)
                 text_score(score)
                 text_cat(cat)
+            else:
+                chars.pages.append(page)
+                chars.flat.extend(box)
+                chars.scores.append(score)
         panels.push()
         text.push()
+        chars.push()
         self.count += len(anns)
 
     def add_dicts(self, items: list[Any]) -> None:
@@ -445,6 +490,8 @@ class _Collector:
             elif cat in text_ids:
                 rows = text
                 rows.cats.append(cat)
+            elif cat in self.char_ids:
+                rows = self.chars
             else:
                 continue
             rows.pages.append(page)
@@ -452,6 +499,7 @@ class _Collector:
             rows.scores.append(score)
         panels.push()
         text.push()
+        self.chars.push()
         self.count += len(items)
 
     def _bad(self, index: int, why: str) -> None:
@@ -516,6 +564,7 @@ def _decode_slices(
         begin, stop = next(gen)
     except StopIteration:
         return
+    reported = 0  # bytes of `view` reported, the separators between slices included
     while True:
         data = b"[" + bytes(view[begin:stop]) + b"]"
         extend = False
@@ -530,7 +579,8 @@ def _decode_slices(
         if extend and stop >= end:
             raise CocoError(f"`annotations` is not valid JSON (bytes {begin}-{stop})")
         if not extend:
-            progress(stop - begin)
+            progress(stop - reported)
+            reported = stop
             release(stop)
         try:
             begin, stop = gen.send(extend) if extend else next(gen)
@@ -610,8 +660,9 @@ def load_coco(
 
     `category_ids`/`category_names` choose the panel categories (`panel_category_ids`),
     `text_category_ids`/`text_category_names` the text ones (`text_category_ids`).
-    `progress` is called with the number of annotation bytes done after each slice of
-    about `chunk_bytes`.
+    `progress` is called with the number of file bytes done: before the annotations, after
+    each slice of about `chunk_bytes`, and the rest once the file is read, so the counts
+    add up to the file's size.
     Raises `CocoError` when the file cannot be used at all, or a category choice does not
     fit it.
     """
@@ -624,9 +675,20 @@ def load_coco(
         if os.fstat(fh.fileno()).st_size == 0:
             raise CocoError("empty file")
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        size = len(mapped)
+        done = [0]
+
+        def report(n: int) -> None:
+            if n > 0:
+                done[0] += n
+                if progress is not None:
+                    progress(n)
+
         try:
             choice = _Choice(category_ids, category_names, text_category_ids, text_category_names)
-            return _load_mapped(mapped, file, choice, progress, chunk_bytes)
+            pages = _load_mapped(mapped, file, choice, report, chunk_bytes)
+            report(size - done[0])
+            return pages
         finally:
             with contextlib.suppress(BufferError):  # a view still alive: closed when freed
                 mapped.close()
@@ -641,18 +703,19 @@ class _Choice:
     text_ids: Sequence[int]
     text_names: Sequence[str]
 
-    def resolve(self, categories: Any) -> tuple[frozenset[int], frozenset[int]]:
-        """(panel ids, text ids) for the file's `categories` value (any JSON)."""
+    def resolve(self, categories: Any) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+        """(panel ids, text ids, character ids) for the file's `categories` value (any JSON)."""
         cats = categories if isinstance(categories, list) else None
         panels = panel_category_ids(cats, self.panel_ids, self.panel_names)
-        return panels, text_category_ids(cats, self.text_ids, self.text_names, panels)
+        text = text_category_ids(cats, self.text_ids, self.text_names, panels)
+        return panels, text, character_category_ids(cats, panels | text)
 
 
 def _load_mapped(
     mapped: mmap.mmap,
     file: str,
     choice: _Choice,
-    progress: Callable[[int], None] | None,
+    progress: Callable[[int], None],
     chunk_bytes: int,
 ) -> CocoPages:
     problems: list[Problem] = []
@@ -693,15 +756,16 @@ def _load_mapped(
         # NaN literals, not UTF-8, nested too deeply, or not JSON at all
         return _load_lenient(whole, file, choice, exc)
 
-    panel_ids, text_ids = choice.resolve(categories)
+    panel_ids, text_ids, char_ids = choice.resolve(categories)
     index, names, sizes = _index_images(images, file, problems)
-    collector = _Collector(file, panel_ids, index, text_ids)
+    collector = _Collector(file, panel_ids, index, text_ids, char_ids)
+    progress(offset)  # the bytes before the annotations are read
     try:
         _decode_slices(
             ann_view,
             chunk_bytes,
             collector,
-            progress or (lambda _n: None),
+            progress,
             lambda upto: release(upto, offset),
         )
     except (UnicodeDecodeError, RecursionError) as exc:  # not UTF-8, or nested too deeply
@@ -745,14 +809,14 @@ def _load_lenient(
         raise CocoError("not a COCO dict or results list")
     problems: list[Problem] = []
     images = _images_from(obj.get("images", []), file, problems)
-    panel_ids, text_ids = choice.resolve(obj.get("categories"))
+    panel_ids, text_ids, char_ids = choice.resolve(obj.get("categories"))
     anns = obj.get("annotations")
     if "annotations" not in obj:
         raise CocoError("no `annotations` key")
     if not isinstance(anns, list):
         raise CocoError("`annotations` is not a JSON array")
     index, names, sizes = _index_images(images, file, problems)
-    collector = _Collector(file, panel_ids, index, text_ids)
+    collector = _Collector(file, panel_ids, index, text_ids, char_ids)
     collector.add_dicts(anns)
     problems.extend(collector.problems)
     names.extend(None for _ in collector.new_ids)
@@ -799,6 +863,7 @@ def _group(
     offsets, boxes, scores, _ = collector.panels.grouped(n)
     text_offsets, text_boxes, text_scores, text_cats = collector.text.grouped(n)
     assert text_cats is not None
+    char_offsets, char_boxes, char_scores, _ = collector.chars.grouped(n)
     return CocoPages(
         ids=ids,
         paths=[image_path(i, name) for i, name in zip(ids, names, strict=True)],
@@ -812,6 +877,10 @@ def _group(
         text_scores=text_scores,
         text_categories=text_cats,
         text_ids=collector.text_ids,
+        char_offsets=char_offsets,
+        char_boxes=char_boxes,
+        char_scores=char_scores,
+        char_ids=collector.char_ids,
         annotations=collector.count,
         problems=problems,
     )

@@ -49,7 +49,7 @@ from .page import PageResult, WorkerConfig, book_of
 from .pool import Executor, Plan, output_targets, shard_slice, sort_key
 from .problems import Problem, echo_problems, shard_path
 from .score import SUBSETS
-from .vlm import MapEntry, VlmFile, load_vlm_map, scan_vlm_dir
+from .vlm import MapEntry, VlmFile, load_vlm_map, scan_vlm_dir, vlm_dir_problem
 
 __all__ = [
     "CSV_COLUMNS",
@@ -65,7 +65,7 @@ __all__ = [
 
 
 class RunError(Exception):
-    """A run cannot go on (unusable predictions file or VLM map)."""
+    """A run cannot go on (unusable predictions file, VLM folder, VLM map or manifest)."""
 
 
 @dataclass(frozen=True)
@@ -201,11 +201,23 @@ def _bar(enabled: bool, length: int, label: str) -> Any:
     return click.progressbar(length=length, label=label, file=sys.stderr)
 
 
+def _check_inputs(opts: Options) -> None:
+    """The VLM folder, map and manifest are there: checked before the (long) COCO read."""
+    if opts.vlm_dir is not None:
+        why = vlm_dir_problem(opts.vlm_dir)
+        if why is not None:
+            raise RunError(f"{opts.vlm_dir}: --vlm_dir: {why}")
+    for flag, path in (("--vlm_map", opts.vlm_map), ("--manifest", opts.manifest)):
+        if path is not None and not os.path.isfile(path):
+            why = "not a file" if os.path.exists(path) else "no such file"
+            raise RunError(f"{path}: {flag}: {why}")
+
+
 def _load(opts: Options) -> CocoPages:
     size = os.path.getsize(opts.coco) if os.path.isfile(opts.coco) else 0
     try:
         with _bar(opts.progress, size, "reading detections") as bar:
-            return load_coco(
+            coco = load_coco(
                 opts.coco,
                 category_ids=opts.panel_category_ids,
                 category_names=opts.panel_category_names,
@@ -215,6 +227,14 @@ def _load(opts: Options) -> CocoPages:
             )
     except CocoError as exc:
         raise RunError(f"{opts.coco}: {exc}") from exc
+    if not len(coco):
+        echo_problems(coco.problems)
+        bad = f", {len(coco.problems)} bad records (the warnings above)" if coco.problems else ""
+        raise RunError(
+            f"{opts.coco}: --coco holds no usable COCO record: no image, and no annotation "
+            f"with a usable image_id ({coco.annotations} annotations read{bad})"
+        )
+    return coco
 
 
 def _load_manifest(opts: Options, problems: list[Problem]) -> Manifest | None:
@@ -237,8 +257,6 @@ def _match(
 ) -> MatchResult:
     vlm_files: list[VlmFile] = []
     if opts.vlm_dir is not None:
-        if not os.path.isdir(opts.vlm_dir):
-            raise RunError(f"{opts.vlm_dir}: --vlm_dir is not a directory")
         echo(f"indexing VLM JSONs under {opts.vlm_dir} …")
         vlm_files = scan_vlm_dir(opts.vlm_dir, problems=problems)
     entries: list[MapEntry] = []
@@ -289,6 +307,7 @@ def _tally(summary: Summary, r: PageResult) -> None:
 def run(opts: Options, echo: Callable[[str], None] = click.echo) -> Summary:
     """Run the analyzer (see `analyzer` docs); raises `RunError` when it cannot start."""
     problems: list[Problem] = []
+    _check_inputs(opts)
     coco = _load(opts)
     problems += coco.problems
     echo(
@@ -316,6 +335,7 @@ def run(opts: Options, echo: Callable[[str], None] = click.echo) -> Summary:
         caption_as_narration=opts.caption_as_narration,
         emit=opts.emit,
         text_evidence=len(coco.text_scores) > 0,
+        char_evidence=len(coco.char_scores) > 0,
     )
     plan = Plan(coco, match, names, pre_skip, manifest)
     summary = Summary(emit=opts.emit is not None)

@@ -186,7 +186,11 @@ def _copy_targets(selected: Sequence[Path], json_dir: str) -> list[str]:
 
 @click.command(
     name="subset",
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "show_default": True,
+        "max_content_width": 100,
+    },
 )
 @flag("perfect_matches_file", required=True, help="Image or VLM JSON paths, one per line.")
 @flag("json_dir", required=True, help="Folder (or .txt list) of DataSpec JSONs.")

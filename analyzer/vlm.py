@@ -35,6 +35,7 @@ __all__ = [
     "read_vlm",
     "reply_repairs",
     "scan_vlm_dir",
+    "vlm_dir_problem",
     "vlm_stats",
 ]
 
@@ -112,6 +113,37 @@ def scan_vlm_dir(
             progress(len(entries))
     found.sort()
     return [VlmFile(path, rel, page_key(rel)) for rel, path in found]
+
+
+def vlm_dir_problem(root: str | os.PathLike[str]) -> str | None:
+    """Why `root` cannot be a `--vlm_dir` (missing, not a folder, no `*.json` under it),
+    or None. Stops at the first JSON found; symlinked folders are followed, each once."""
+    base = os.fspath(root)
+    if not os.path.exists(base):
+        return "no such folder"
+    if not os.path.isdir(base):
+        return "not a folder"
+    seen: set[tuple[int, int]] = set()
+    stack = [base]
+    while stack:
+        here = stack.pop()
+        try:
+            st = os.stat(here)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(here))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    stack.append(entry.path)
+                elif entry.name.lower().endswith(".json") and entry.is_file():
+                    return None
+            except OSError:
+                continue
+    return "holds no .json file (searched recursively)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from .errors import DataSpecError, Note
 from .imagesize import image_size
 from .io import atomic_open, dump, load, load_with_notes, output_path
 from .models import Page, unknown_keys
+from .normalize.decode import decode_bytes
 from .paths import ImageResolver, discover
 from .schema import schema_bytes, write_schema
 
@@ -24,6 +25,13 @@ T = TypeVar("T")
 
 PROGRESS_MIN = 200
 """Show a progress bar (on stderr) from this many files on."""
+
+CONTEXT: dict[str, Any] = {
+    "help_option_names": ["-h", "--help"],
+    "show_default": True,
+    "max_content_width": 100,
+}
+"""Click settings of the group and every command: `-h`, defaults shown in `--help`."""
 
 
 def progress(items: Sequence[T], label: str) -> Iterator[T]:
@@ -41,17 +49,17 @@ def _expand(paths: Sequence[str], image_root: str | None) -> list[Path]:
     except DataSpecError as exc:
         raise click.BadParameter(str(exc), param_hint="PATH") from exc
     if not files:
-        raise click.UsageError("no JSON files found under the given paths")
+        raise click.UsageError(f"no JSON files found under {', '.join(paths)}")
     return files
 
 
-@click.group()
+@click.group(name="dataspec", context_settings=CONTEXT)
 @click.version_option(package_name="dataspec")
 def main() -> None:
     """DataSpec v0.3: the contract for comic-page training data."""
 
 
-@main.command()
+@main.command(context_settings=CONTEXT)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
 def schema(out: str | None) -> None:
     """Print the JSON Schema of a DataSpec v0.3 page."""
@@ -62,7 +70,7 @@ def schema(out: str | None) -> None:
         click.echo(schema_bytes().decode(), nl=False)
 
 
-@main.command()
+@main.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--lenient", is_flag=True, help="Accept every variant the normalizers know.")
 @click.option("--image-root", help="Resolve page images under this root (comma/semicolon list).")
@@ -85,7 +93,10 @@ def validate(
     report: str | None,
     show_notes: bool,
 ) -> None:
-    """Check page files (files, directories, .txt lists). Exit 1 if any is invalid."""
+    """Check page files. Exit 1 if any is invalid.
+
+    PATHS: page files, folders (searched recursively) or .txt lists of JSON paths.
+    """
     if check_images and not image_root:
         raise click.UsageError("--check-images needs --image-root")
     if report and not report.lower().endswith((".csv", ".jsonl")):
@@ -118,8 +129,9 @@ def validate(
                 row.update(valid=False, error=f"{path}: {dropped.message}")
                 click.echo(f"EMPTY {row['error']}", err=True)
         except DataSpecError as exc:
-            row.update(valid=False, error=str(exc))
-            click.echo(f"INVALID {exc}", err=True)
+            error = str(exc) if lenient else str(exc) + _lenient_hint(path)
+            row.update(valid=False, error=error)
+            click.echo(f"INVALID {error}", err=True)
         rows.append(row)
     if report:
         _write_report(report, rows)
@@ -132,6 +144,23 @@ def validate(
         click.echo("notes: " + ", ".join(f"{c}={n}" for c, n in sorted(codes.items())))
     if invalid or emptied:
         sys.exit(1)
+
+
+def _lenient_hint(path: Path) -> str:
+    """A hint for a file strict loading refused: ' (… --lenient …)' when the file is a reply
+    wrapped in a markdown code fence (```json … ```), which `--lenient` reads; else ''."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return ""
+    notes: list[Note] = []
+    try:
+        decode_bytes(raw, notes)
+    except DataSpecError:
+        return ""
+    if any(n.code == "markdown_fence" for n in notes):
+        return " (the file is a reply wrapped in a ```json code fence: --lenient reads it)"
+    return ""
 
 
 def _check_image(page: Page, path: Path) -> None:
@@ -187,7 +216,7 @@ def _page_size_option(
 ALL_PANELS_DROPPED = "all_panels_dropped"
 
 
-@main.command()
+@main.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False), help="Output root.")
 @click.option("--image-root", help="Resolve images (absolute paths are written); comma list ok.")
@@ -201,7 +230,12 @@ ALL_PANELS_DROPPED = "all_panels_dropped"
     help="WIDTHxHEIGHT for files that give no size (box_2d and 0–1 boxes need one) and "
     "whose image is not found.",
 )
-@click.option("--skip-log", type=click.Path(dir_okay=False), help="CSV of skipped files.")
+@click.option(
+    "--skip-log",
+    type=click.Path(dir_okay=False),
+    help="CSV of skipped files.",
+    show_default="OUT_DIR/normalize_skips.csv",
+)
 @click.option("--notes", "show_notes", is_flag=True, help="Print each coercion.")
 def normalize(
     paths: tuple[str, ...],
@@ -214,6 +248,9 @@ def normalize(
     show_notes: bool,
 ) -> None:
     """Write canonical v0.3 files for any page variants, mirroring the input tree.
+
+    PATHS: page files, folders (searched recursively) or .txt lists of JSON paths. Exit 1
+    when every file is skipped (each is in the skip log).
 
     Files whose every panel had to be dropped (e.g. `box_2d` with no page size) are
     written with no panels and counted in the summary; `validate --lenient` fails them.
@@ -257,17 +294,20 @@ def normalize(
             "--notes says why: box_2d and 0-1 boxes need --page-size or --image-root)",
             err=True,
         )
-    if files and not written:
-        sys.exit(1)  # nothing useful came out: every file is in the skip log
+    if files and not written:  # nothing useful came out: every file is in the skip log
+        raise click.ClickException(
+            f"nothing written: all {len(files)} files under {', '.join(paths)} were skipped "
+            f"(reasons in {log})"
+        )
 
 
-@main.command()
+@main.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
 @click.option("--image-root", help="Find page images under this root (comma/semicolon list).")
 @click.option("--contact-sheet", is_flag=True, help="Many pages as thumbnails in one PNG.")
-@click.option("--cols", default=4, show_default=True, help="Contact-sheet columns.")
-@click.option("--limit", default=48, show_default=True, help="At most this many pages.")
+@click.option("--cols", default=4, type=click.IntRange(min=1), help="Contact-sheet columns.")
+@click.option("--limit", default=48, type=click.IntRange(min=1), help="At most this many pages.")
 @click.option("--lenient", is_flag=True, help="Accept every variant the normalizers know.")
 @click.option("--rtl", is_flag=True, help="Right-to-left reading order (manga).")
 def render(
@@ -280,7 +320,10 @@ def render(
     lenient: bool,
     rtl: bool,
 ) -> None:
-    """Draw pages: panel boxes, reading-order numbers and the start of each panel's text."""
+    """Draw pages: panel boxes, reading-order numbers and the start of each panel's text.
+
+    PATHS: page files, folders (searched recursively) or .txt lists of JSON paths.
+    """
     try:
         from . import render as drawing
     except ImportError as exc:
@@ -290,7 +333,8 @@ def render(
         raise click.UsageError("several pages need --contact-sheet")
     resolver = ImageResolver(image_root) if image_root else None
     images, labels = [], []
-    for path in files[:limit]:
+    shown = files[:limit]
+    for path in shown:
         try:
             page = load(path, lenient=lenient)
         except DataSpecError as exc:
@@ -300,7 +344,23 @@ def render(
         labels.append(str(path))
     if not images:
         raise click.ClickException("no page could be loaded")
-    image = drawing.contact_sheet(images, labels=labels, cols=cols) if contact_sheet else images[0]
+    count = _count_pages(len(images), len(files), len(shown) - len(images), limit)
+    if contact_sheet:
+        title = count if len(images) < len(files) else None
+        image = drawing.contact_sheet(images, labels=labels, cols=cols, title=title)
+    else:
+        image = images[0]
     with atomic_open(out, "wb") as fh:
         image.save(fh, format="PNG")
-    click.echo(f"wrote {out} ({len(images)} page{'s' if len(images) > 1 else ''})")
+    click.echo(f"wrote {out} ({count})")
+
+
+def _count_pages(drawn: int, found: int, skipped: int, limit: int) -> str:
+    """'2 pages', or '48 of 241 pages; --limit 48' when only part of them is drawn."""
+    noun = "page" if found == 1 else "pages"
+    if drawn == found:
+        return f"{drawn} {noun}"
+    why = [f"--limit {limit}"] if found > limit else []
+    if skipped:
+        why.append(f"{skipped} skipped")
+    return f"{drawn} of {found} {noun}; {', '.join(why)}"

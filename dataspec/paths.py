@@ -185,10 +185,18 @@ class ImageResolver:
         if found is not None:
             return self._checked(found, image_path, json_path)
         shown = "; ".join(tried[:12]) + (f"; … {len(tried) - 12} more" if len(tried) > 12 else "")
-        roots = ", ".join(map(str, self.roots)) or "(no image root)"
+        if not self.roots:
+            raise DataSpecError(
+                f"image not found for page_image_path={image_path!r}: no image root was given "
+                "(--image_roots for the analyzer, --image_root or --image-root elsewhere), so "
+                "only an existing absolute path can be found"
+                + (f"; tried {shown}" if tried else ""),
+                file=json_path,
+            )
+        roots = ", ".join(map(str, self.roots))
         raise DataSpecError(
-            f"image not found for page_image_path={image_path!r} under {roots}; tried {shown}"
-            " and the index of each root",
+            f"image not found for page_image_path={image_path!r} under {roots}; tried "
+            f"{shown or 'no path under a root'} and the index of each root",
             file=json_path,
         )
 

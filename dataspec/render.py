@@ -224,21 +224,27 @@ def contact_sheet(
     labels: Sequence[str] | None = None,
     cols: int = 4,
     thumb: int = 360,
+    title: str | None = None,
 ) -> Image.Image:
-    """Thumbnails in a grid, each with an optional caption below."""
+    """Thumbnails in a grid, each with an optional caption below; an optional `title`
+    line (e.g. "48 of 241 pages") above the grid."""
     if not images:
         raise DataSpecError("no pages to put on a contact sheet")
     cols = max(1, min(cols, len(images)))
     rows = math.ceil(len(images) / cols)
     caption = 18 if labels else 0
     cell_h = round(thumb * 1.5) + caption
-    sheet = Image.new("RGB", (cols * (thumb + 8) + 8, rows * (cell_h + 8) + 8), (255, 255, 255))
+    top = 24 if title else 0
+    width = cols * (thumb + 8) + 8
+    sheet = Image.new("RGB", (width, top + rows * (cell_h + 8) + 8), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     font = _font(12)
+    if title:
+        draw.text((8, 6), _fit(draw, title, _font(14), width - 16), fill=(0, 0, 0), font=_font(14))
     for i, im in enumerate(images):
         copy = im.copy()
         copy.thumbnail((thumb, cell_h - caption))
-        cx, cy = 8 + (i % cols) * (thumb + 8), 8 + (i // cols) * (cell_h + 8)
+        cx, cy = 8 + (i % cols) * (thumb + 8), top + 8 + (i // cols) * (cell_h + 8)
         sheet.paste(copy, (cx + (thumb - copy.width) // 2, cy))
         if labels:
             text = labels[i] if len(labels[i]) <= 52 else "…" + labels[i][-51:]

@@ -955,20 +955,29 @@ def generate_corpus(
     )
 
 
-@click.command(name="sample")
+@click.command(
+    name="sample",
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "show_default": True,
+        "max_content_width": 100,
+    },
+)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--pages", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--width", default=800, show_default=True, type=click.IntRange(min=300))
-@click.option("--height", default=1200, show_default=True, type=click.IntRange(min=400))
+@click.option("--pages", default=200, type=click.IntRange(min=1), help="Pages to generate.")
+@click.option("--seed", default=0, type=int, help="Random seed: the same seed, the same files.")
+@click.option("--width", default=800, type=click.IntRange(min=300), help="Page width in pixels.")
+@click.option("--height", default=1200, type=click.IntRange(min=400), help="Page height in pixels.")
 @click.option(
     "--series",
     default=None,
     type=click.IntRange(min=1),
-    help="Number of series (default max(3, pages // 25)).",
+    show_default="max(3, pages // 25)",
+    help="Number of series.",
 )
 def main(out: Path, pages: int, seed: int, width: int, height: int, series: int | None) -> None:
-    """Generate a deterministic synthetic comic corpus under OUT."""
+    """Generate a deterministic synthetic comic corpus under the folder OUT (images,
+    predictions.json, vlm/, truth.jsonl)."""
     c = generate_corpus(out, pages=pages, seed=seed, width=width, height=height, series=series)
     click.echo(f"pages:       {c.pages}")
     click.echo(f"images:      {c.images_dir}")

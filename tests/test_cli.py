@@ -1,4 +1,5 @@
-"""Tests for the `dataspec` command line (schema, validate, normalize) on real files."""
+"""Tests for the `dataspec` command line (schema, validate, normalize, render) on real files,
+and the help (`-h`, a line per option, defaults) of every command line of the project."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import copy
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
+from PIL import Image
 
 import dataspec
 from dataspec.cli import main
+from dataspec.render import contact_sheet
 from tests.conftest import write_image, write_json
 
 
@@ -426,3 +432,145 @@ def test_normalize_same_name_in_two_input_dirs_is_not_lost(
     assert len(outputs) == int(match.group(1))
     images = {dataspec.load(p).page_image_path for p in outputs}
     assert len(images) == len(outputs)
+
+
+# --- what a newcomer trips over: -h, help and defaults, exits, messages ----------------------
+
+
+def owned_commands() -> list[tuple[str, click.Command]]:
+    """Every command line of dataspec and the analyzer: (name, click command)."""
+    from analyzer.cli import analyze
+    from analyzer.subset import subset
+    from dataspec.sample import main as sample
+
+    commands: list[tuple[str, click.Command]] = [
+        ("python -m analyzer", analyze),
+        ("python -m analyzer.subset", subset),
+        ("python -m dataspec.sample", sample),
+        ("dataspec", main),
+    ]
+    assert isinstance(main, click.Group)
+    commands += [(f"dataspec {name}", cmd) for name, cmd in sorted(main.commands.items())]
+    return commands
+
+
+def _shows_a_default(option: click.Option, ctx: click.Context) -> bool:
+    """Whether the option has a default worth showing: a number, a string, or a flag on
+    (not None, unset, an unset flag or an empty list)."""
+    default = option.get_default(ctx, call=False)
+    return isinstance(default, int | float | str) and default is not False
+
+
+@pytest.mark.parametrize("name,command", owned_commands(), ids=lambda v: getattr(v, "name", v))
+def test_every_option_has_help_and_shows_its_default(name: str, command: click.Command) -> None:
+    ctx = click.Context(command, info_name=name, **command.context_settings)
+    assert "-h" in ctx.help_option_names, name
+    options = [p for p in command.get_params(ctx) if isinstance(p, click.Option)]
+    assert options, name
+    for option in options:
+        assert option.help and option.help.strip(), f"{name} {option.opts[0]}: no help"
+        record = option.get_help_record(ctx)
+        assert record is not None, f"{name} {option.opts[0]}: hidden"
+        if _shows_a_default(option, ctx):
+            assert "[default:" in record[1], f"{name} {option.opts[0]}: default not shown"
+    # and the rendered --help says it too
+    result = CliRunner().invoke(command, ["-h"], prog_name=name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Usage: {name}")
+
+
+def test_dataspec_dash_h_like_the_analyzer() -> None:
+    """`dataspec -h` and `dataspec <command> -h` print help, as `python -m analyzer -h` does."""
+    result = run("-h")
+    assert result.exit_code == 0, result.output
+    assert "Commands:" in result.stdout and "validate" in result.stdout
+    for command in ("schema", "validate", "normalize", "render"):
+        result = run(command, "-h")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"Usage: dataspec {command}")
+    shown = run("render", "-h").stdout
+    assert "[default: 48" in shown and "[default: 4" in shown
+
+
+def test_dash_h_from_the_shell() -> None:
+    """The installed entry points, in a real process."""
+    for argv in (["-m", "dataspec", "-h"], ["-m", "dataspec.sample", "-h"]):
+        proc = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("Usage: ")
+        assert "[default:" in proc.stdout or "Commands:" in proc.stdout
+
+
+def test_normalize_with_every_file_skipped_fails_naming_the_input(tmp_path: Path) -> None:
+    src = tmp_path / "replies"
+    write_json(src / "ints.json", [1, 2])
+    (src / "prose.json").write_text("I could not read this page, sorry.", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("normalize", src, "--out-dir", out)
+    assert result.exit_code == 1, result.output
+    assert "nothing written" in result.stderr and str(src) in result.stderr
+    log = out / "normalize_skips.csv"
+    assert str(log) in result.stderr
+    with log.open(encoding="utf-8", newline="") as fh:  # the skip log is still written
+        rows = list(csv.DictReader(fh))
+    assert sorted(Path(r["path"]).name for r in rows) == ["ints.json", "prose.json"]
+
+
+def test_normalize_with_some_files_skipped_is_fine(
+    tmp_path: Path, canonical: dict[str, Any]
+) -> None:
+    src = tmp_path / "replies"
+    write_json(src / "ok.json", canonical)
+    write_json(src / "ints.json", [1, 2])
+    result = run("normalize", src, "--out-dir", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "1 written" in result.stdout and "1 skipped" in result.stdout
+
+
+def test_strict_validate_of_a_fenced_reply_hints_at_lenient(
+    tmp_path: Path, canonical: dict[str, Any]
+) -> None:
+    fenced = tmp_path / "reply.json"
+    fenced.write_text("```json\n" + json.dumps(canonical) + "\n```\n", encoding="utf-8")
+    result = run("validate", fenced)
+    assert result.exit_code == 1
+    assert str(fenced) in result.stderr and "--lenient" in result.stderr
+    assert "code fence" in result.stderr
+    assert run("validate", "--lenient", fenced).exit_code == 0
+    plain = write_json(tmp_path / "broken.json", {"panels": "nope"})
+    assert "--lenient" not in run("validate", plain).stderr  # no hint where it would not help
+
+
+def test_contact_sheet_says_how_many_of_the_pages_it_shows(
+    tmp_path: Path, canonical: dict[str, Any]
+) -> None:
+    src = tmp_path / "pages"
+    for i in range(5):
+        write_json(src / f"p{i}.json", canonical)
+    write_json(src / "z_bad.json", [1, 2])  # sorted last
+    result = run("render", src, "--contact-sheet", "--limit", "3", "-o", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    assert "3 of 6 pages; --limit 3" in result.stdout
+    titled = Image.open(tmp_path / "s.png")  # the sheet says it too, in a line on top
+    plain = contact_sheet([Image.new("RGB", (400, 600))] * 3, labels=["a"] * 3, cols=4)
+    assert titled.size == (plain.width, plain.height + 24)
+    result = run("render", src, "--contact-sheet", "-o", tmp_path / "all.png")
+    assert result.exit_code == 0, result.output
+    assert "5 of 6 pages; 1 skipped" in result.stdout
+    whole = tmp_path / "five"
+    for i in range(5):
+        write_json(whole / f"p{i}.json", canonical)
+    result = run("render", whole, "--contact-sheet", "-o", tmp_path / "five.png")
+    assert "(5 pages)" in result.stdout and " of " not in result.stdout
+
+
+def test_image_not_found_without_a_root_says_so() -> None:
+    """No image root: the message says none was given (and names the flag), no empty list."""
+    for image in ("Series/JPG4CBZ/0001.jpg", "E:\\Comics\\Series\\0001.jpg"):
+        with pytest.raises(dataspec.DataSpecError) as info:
+            dataspec.ImageResolver(None).resolve(image)
+        message = str(info.value)
+        assert "no image root was given" in message and "--image_roots" in message
+        assert "tried  " not in message and "index of each root" not in message
