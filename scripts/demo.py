@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
          str(train_corpus / "images"), "--contact-sheet",
          "-o", str(out / "pages.png")])  # fmt: skip
     run([PY, "-m", "analyzer.report", str(csv), "--skips", str(skips), "--dataspec_list",
-         str(listing), "--min_text_coverage", "0.6", "-o", str(out / "report.html")])  # fmt: skip
+         str(listing), "--run", str(run_dir), "--eval", str(report),
+         "-o", str(out / "report.html")])  # fmt: skip
 
     metrics = json.loads(report.read_text("utf-8"))
     model = metrics.get("model", metrics)

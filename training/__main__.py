@@ -1,5 +1,5 @@
-"""`python -m training`: train CLOSURE-Lite (see `training.train`)."""
+"""`python -m training`: train CLOSURE-Lite (see `training.train_cli`, `training.train`)."""
 
-from .train import main
+from .train_cli import main
 
 raise SystemExit(main())

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import numpy as np
 import torch
 
 from dataspec.io import atomic_open
+
+from .config import ModelConfig
 
 FORMAT = "closure-lite/1"
 
@@ -46,17 +50,63 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint; `ValueError` naming the file when it is not one of ours."""
+def not_ours(path: str | Path, why: str) -> ValueError:
+    """The error for a file that is not a checkpoint this code can use."""
+    return ValueError(f"{path} is not a CLOSURE-Lite checkpoint ({why})")
+
+
+def _unreadable(path: str | Path, exc: Exception) -> str:
+    """Why torch could not read `path`, in a few words (never torch's own advice)."""
     try:
-        state = torch.load(path, map_location=map_location)
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}"
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        if isinstance(exc, pickle.UnpicklingError):
+            return "a PyTorch file holding objects other than tensors and plain values"
+        return "a damaged or truncated PyTorch file"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON file, not a PyTorch file"
+    if head.startswith(b"\x80"):
+        return "a pickle that is not a PyTorch checkpoint"
+    return "not a PyTorch file"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint; `ValueError` naming the file when it is not one of ours
+    ("<path> is not a CLOSURE-Lite checkpoint (why)"; "no such checkpoint")."""
+    if os.path.isdir(path):
+        raise not_ours(path, "a folder")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such checkpoint") from None
     except Exception as exc:  # torch raises many types for a bad file
-        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a CLOSURE-Lite checkpoint (format {FORMAT!r})")
+        raise not_ours(path, _unreadable(path, exc)) from None
+    if not isinstance(state, dict):
+        raise not_ours(path, f"a PyTorch file holding a {type(state).__name__}, not a dict")
+    if state.get("format") != FORMAT:
+        if "format" in state:
+            why = f"format {str(state['format'])[:40]!r}, not {FORMAT!r}"
+        elif state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            why = f"a bare state_dict ({len(state)} tensors), no {FORMAT!r} format tag"
+        else:
+            keys = ", ".join(map(str, list(state)[:5]))
+            why = f"no {FORMAT!r} format tag; keys: {keys or 'none'}"
+        raise not_ours(path, why)
     return state
+
+
+def require(path: str | Path, state: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """`ValueError` (not ours) unless `state` has every one of `keys`."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise not_ours(path, f"format {FORMAT!r} but without {', '.join(missing)}")
 
 
 def rng_state() -> dict[str, Any]:
@@ -108,17 +158,17 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, Any], where: str
     other = [k for k in missing if k not in ADDED_PARAMETERS]
     unexpected = [k for k in weights if k not in own]
     if other or unexpected:
-        raise ValueError(
-            f"{where}: the checkpoint's weights do not fit this model "
-            f"(missing {other[:5]}, unexpected {unexpected[:5]})"
+        raise not_ours(
+            where,
+            f"its weights do not fit this model: missing {other[:5]}, unexpected {unexpected[:5]}",
         )
     full = {**weights, **{k: torch.zeros_like(own[k]) for k in added}}
     try:
         model.load_state_dict(full)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"{where}: the checkpoint's weights do not fit this model ({exc})"
-        ) from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = "; ".join(lines[1:3] or lines[:1]) or type(exc).__name__
+        raise not_ours(where, f"its weights do not fit this model: {detail}") from None
     return added
 
 
@@ -181,11 +231,25 @@ def load_model(
 
     A checkpoint older than some `ADDED_PARAMETERS` loads with them at zero, and a
     warning says so; weights that do not fit otherwise are a `ValueError`."""
-    from .config import ModelConfig
     from .model import build_model
 
     state = load_checkpoint(path)
-    config = ModelConfig.from_dict(state["config"])
+    require(path, state, ("model", "config"))
+    config = model_config_of(path, state)
+    if not isinstance(state["model"], dict):
+        raise not_ours(path, "its 'model' entry is not a dict of weights")
     model = build_model(config)
     note_added(str(path), load_model_state(model, state["model"], str(path)))
     return model.to(device).eval(), config, state
+
+
+def model_config_of(path: str | Path, state: dict[str, Any]) -> ModelConfig:
+    """The checkpoint's `config` entry as a ModelConfig; `ValueError` (not ours) when it
+    is not a usable model config."""
+    raw = state.get("config")
+    if not isinstance(raw, dict):
+        raise not_ours(path, "its 'config' entry is not a dict")
+    try:
+        return ModelConfig.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise not_ours(path, f"its model config is unusable: {exc}") from None

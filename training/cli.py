@@ -1,16 +1,31 @@
-"""Shared command-line pieces: flags spelled with underscores (as in the runbook) and
-accepted with hyphens too; the page source options; page discovery via `dataspec`."""
+"""Shared command-line pieces (click): flags spelled with underscores (as in the runbook)
+and accepted with hyphens too, every one with a help line and its default shown; the page
+source options; page discovery via `dataspec`; checkpoint opening; capped skip messages."""
 
 from __future__ import annotations
 
-import argparse
 import codecs
 import logging
+import os
 import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
 import dataspec
+from dataspec.paths import is_windows_path, split_roots, windows_to_local
+
+F = Callable[..., Any]
+
+Args = SimpleNamespace
+"""A command's parsed flags, one attribute per option (`vars(args)` is the dict)."""
+
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+"""Context settings of every training command: `-h` works as well as `--help`."""
 
 
 class CLIError(Exception):
@@ -47,60 +62,141 @@ def json_text(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def flag(parser: argparse.ArgumentParser | Any, name: str, **kwargs: Any) -> None:
-    """`--name` (underscores) plus its hyphen spelling, stored as `name` unless `dest`."""
-    spellings = [f"--{name}"]
+# --------------------------------------------------------------------------- options
+
+
+def flag(name: str, *, help: str, dest: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """`click.option` declared as `--name` and `--name-with-hyphens`, default shown."""
+    decls = [f"--{name}"]
     if "_" in name:
-        spellings.append(f"--{name.replace('_', '-')}")
-    kwargs.setdefault("dest", name)
-    parser.add_argument(*spellings, **kwargs)
+        decls.append(f"--{name.replace('_', '-')}")
+    kwargs.setdefault("show_default", True)
+    return click.option(*decls, dest or name, help=help, **kwargs)
 
 
-def add_source_args(parser: argparse.ArgumentParser) -> None:
+def path_type(**kwargs: Any) -> click.Path:
+    """A `click.Path` giving a `Path` (existence is checked by the commands, by name)."""
+    return click.Path(path_type=Path, **kwargs)
+
+
+def progress_option(f: F) -> F:
+    """`--progress/--no_progress` (and `--no-progress`), as the analyzer spells it."""
+    return click.option(
+        "--progress/--no_progress",
+        " /--no-progress",
+        "progress",
+        default=True,
+        show_default=True,
+        help="Progress bars on stderr.",
+    )(f)
+
+
+def source_options(f: F) -> F:
     """--json_list_file | --json_dir, --image_root, --strict_paths, --max_samples."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    flag(
-        source,
-        "json_list_file",
-        type=Path,
-        metavar="LIST.txt",
-        help="a text file with one page JSON path per line (e.g. --dataspec_list_out)",
-    )
-    flag(
-        source,
-        "json_dir",
-        type=Path,
-        metavar="DIR",
-        help="a folder searched recursively for page JSONs (a .txt list also works)",
-    )
-    flag(
-        parser,
-        "image_root",
-        default=None,
-        metavar="DIR",
-        help="folder(s) that relative, Windows or missing image paths are resolved under "
-        "(several: comma or semicolon separated)",
-    )
-    flag(
-        parser,
-        "strict_paths",
-        action="store_true",
-        help="refuse (skip) pages whose image resolves outside --image_root (absolute paths "
-        "elsewhere, '..', symlinks leading out); needs --image_root",
-    )
-    flag(
-        parser,
-        "max_samples",
-        type=int,
-        default=None,
-        metavar="N",
-        help="use only the first N pages found",
-    )
+    options = [
+        flag(
+            "json_list_file",
+            type=path_type(),
+            metavar="LIST.txt",
+            help="A text file with one page JSON path per line (e.g. --dataspec_list_out). "
+            "Give this or --json_dir.",
+        ),
+        flag(
+            "json_dir",
+            type=path_type(),
+            metavar="DIR",
+            help="A folder searched recursively for page JSONs (a .txt list also works).",
+        ),
+        flag(
+            "image_root",
+            default=None,
+            metavar="DIR",
+            help="Folder(s) that relative, Windows or missing image paths are resolved "
+            "under (several: comma or semicolon separated); each must exist.",
+        ),
+        flag(
+            "strict_paths",
+            is_flag=True,
+            help="Refuse (skip) pages whose image resolves outside --image_root (absolute "
+            "paths elsewhere, '..', symlinks leading out); needs --image_root.",
+        ),
+        flag(
+            "max_samples",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="Use only the first N pages found.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
-def discover_pages(args: argparse.Namespace) -> list[Path]:
-    """The page JSONs named by the source flags (dataspec discovery), first N if asked."""
+def doc_help(doc: str | None) -> str:
+    """A module docstring as a command's help text, its line breaks kept (click's `\\b`)."""
+    paragraphs = (doc or "").strip().split("\n\n")
+    return "\n\n".join(f"\b\n{p}" for p in paragraphs)
+
+
+def args_of(params: dict[str, Any]) -> Args:
+    """The parsed flags as attributes; the page source checked (one of the two)."""
+    args = Args(**params)
+    if "json_dir" in params:
+        if args.json_list_file is None and args.json_dir is None:
+            raise click.UsageError(
+                "one of the arguments --json_list_file (a list of page JSONs) or --json_dir "
+                "(a folder of them) is required"
+            )
+        if args.json_list_file is not None and args.json_dir is not None:
+            raise click.UsageError(
+                "--json_list_file is not allowed with --json_dir: give one of them"
+            )
+    return args
+
+
+def invoke(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> int:
+    """Run a click command as a function: errors shown as click shows them (usage errors
+    exit 2), the status the command returns (an int) returned."""
+    try:
+        status = command.main(
+            args=list(argv) if argv is not None else None,
+            prog_name=prog_name,
+            standalone_mode=False,
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    return status if isinstance(status, int) else 0
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def check_image_roots(image_root: str | None) -> None:
+    """`CLIError` naming the first `--image_root` folder that does not exist."""
+    for root in split_roots(image_root):
+        if os.path.isdir(root):
+            continue
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        hint = ""
+        if is_windows_path(root):
+            local = windows_to_local(root, "/mnt/")
+            if os.path.isdir(local):
+                hint = f" (on WSL: --image_root {local})"
+        raise CLIError(f"--image_root {root} {what}{hint}")
+
+
+def discover_pages(args: Args) -> list[Path]:
+    """The page JSONs named by the source flags (dataspec discovery), first N if asked;
+    the image roots are checked first."""
     source = args.json_list_file if args.json_list_file is not None else args.json_dir
+    check_image_roots(args.image_root)
     if getattr(args, "strict_paths", False) and not dataspec.ImageResolver(args.image_root).roots:
         raise CLIError("--strict_paths needs --image_root (the folders images must lie in)")
     try:
@@ -108,12 +204,15 @@ def discover_pages(args: argparse.Namespace) -> list[Path]:
     except dataspec.DataSpecError as exc:
         raise CLIError(str(exc)) from None
     if args.max_samples is not None:
-        if args.max_samples < 1:
-            raise CLIError("--max_samples must be >= 1")
         paths = paths[: args.max_samples]
     if not paths:
         raise CLIError(f"{source}: no page JSON files found")
     return paths
+
+
+def source_of(args: Args) -> Path:
+    """The page source given (--json_list_file or --json_dir)."""
+    return Path(args.json_list_file if args.json_list_file is not None else args.json_dir)
 
 
 def setup_logging(main_process: bool = True) -> None:
@@ -127,25 +226,66 @@ def setup_logging(main_process: bool = True) -> None:
     )
 
 
-def open_checkpoint(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> tuple[Any, Any, dict[str, Any], list[Path], Any] | None:
+def open_checkpoint(args: Args) -> tuple[Any, Any, dict[str, Any], list[Path], Any] | None:
     """(model, config, checkpoint, pages, device) for `--checkpoint`, `--device` and the
-    page source flags; None after printing the error (the command then exits 1).
-
-    Bad `--batch_size` / `--num_workers` are usage errors (exit 2) via `parser`.
-    """
-    if args.batch_size < 1 or args.num_workers < 0:
-        parser.error("--batch_size must be >= 1 and --num_workers >= 0")
+    page source flags; None after printing the error (the command then exits 1)."""
     setup_logging()
     from .checkpoint import load_model
     from .distributed import resolve_device
 
     try:
+        check_image_roots(args.image_root)
         device = resolve_device(args.device)
         model, config, state = load_model(args.checkpoint, device)
         paths = discover_pages(args)
-    except (CLIError, ValueError, RuntimeError, FileNotFoundError) as exc:
+    except (CLIError, ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
     return model, config, state, paths, device
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def first_reasons(reasons: Sequence[str], n: int = 3, width: int = 300) -> str:
+    """The first `n` reasons, each cut to `width` characters, joined by "; "."""
+    return "; ".join(r if len(r) <= width else r[: width - 1] + "…" for r in reasons[:n])
+
+
+class SkipLog:
+    """Skipped pages as they come: the first `limit` of each kind logged, the rest only
+    counted; `summary` then says "... and N more like this" per kind. A page skipped
+    again (the next epoch) is neither logged nor counted twice."""
+
+    def __init__(self, logger: logging.Logger, *, limit: int = 5, enabled: bool = True) -> None:
+        self.log, self.limit, self.enabled = logger, limit, enabled
+        self.seen: set[str] = set()
+        self.shown: Counter[str] = Counter()
+        self.more: Counter[str] = Counter()
+
+    def add(self, path: str, reason: str, kind: str) -> None:
+        """One skipped page (its reason names the file)."""
+        if path in self.seen:
+            return
+        self.seen.add(path)
+        if self.shown[kind] < self.limit:
+            self.shown[kind] += 1
+            if self.enabled:
+                self.log.warning("skipped page (%s): %s", kind, reason)
+        else:
+            self.more[kind] += 1
+
+    def summary(self, where: str, kinds: Sequence[str] | None = None) -> None:
+        """Log how many skips of each kind were not shown, and `where` they are listed;
+        `kinds` (one per skipped page, every rank's) replaces this process's counts."""
+        if not self.enabled:
+            return
+        more = self.more if kinds is None else Counter(kinds) - self.shown
+        for kind, n in sorted(more.items()):
+            self.log.warning(
+                "... and %d more %s skip%s like this (%s)",
+                n,
+                kind,
+                "" if n == 1 else "s",
+                where,
+            )

@@ -9,23 +9,46 @@ panel, `row` in its array, the page's row, the JSON and image paths, and for pan
 index in the page's `panels` list, the reading position, the box and `text`: present, none
 (known to have no lettered text) or unknown (`text_known: false`; the panel was embedded
 with its text masked, never as an empty text). Pages that cannot be used are listed in
-skipped_pages.csv.
+skipped_pages.csv. When no page can be embedded the command exits 1 naming the input
+(EMB then gets only skipped_pages.csv).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
+import logging
+import sys
 from pathlib import Path
+from typing import Any
 
+import click
 import numpy as np
 import torch
 
 from dataspec.io import atomic_open, atomic_write_bytes
 
-from .cli import add_source_args, flag, open_checkpoint, output_bytes
+from .cli import (
+    CONTEXT,
+    Args,
+    SkipLog,
+    args_of,
+    doc_help,
+    first_reasons,
+    flag,
+    invoke,
+    open_checkpoint,
+    output_bytes,
+    path_type,
+    progress_option,
+    source_of,
+    source_options,
+)
 from .data import TEXT_STATES, Collate, PageDataset, PagePairBatchSampler
+from .progress import Progress
+from .rundir import write_csv
+
+log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = (
     "kind",
@@ -43,28 +66,39 @@ INDEX_COLUMNS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `python -m training.embed` options."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.embed",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    flag(parser, "checkpoint", type=Path, required=True)
-    add_source_args(parser)
-    flag(parser, "output_dir", type=Path, required=True)
-    flag(parser, "batch_size", type=int, default=8)
-    flag(parser, "num_workers", type=int, default=0)
-    flag(parser, "device", default="auto")
-    return parser
+@click.command(name="training.embed", help=doc_help(__doc__), context_settings=CONTEXT)
+@flag(
+    "checkpoint",
+    type=path_type(),
+    required=True,
+    metavar="FILE",
+    help="A latest.pt or best.pt of a training run.",
+)
+@source_options
+@flag(
+    "output_dir",
+    type=path_type(file_okay=False),
+    required=True,
+    metavar="DIR",
+    help="Where the arrays, index.csv and skipped_pages.csv go (created).",
+)
+@flag("batch_size", type=click.IntRange(min=1), default=8, help="Pages per batch.")
+@flag(
+    "num_workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Loader processes (0: load in-process).",
+)
+@flag("device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")
+@progress_option
+def command(**params: Any) -> int:
+    return embed(args_of(params))  # fmt: skip
 
 
 @torch.no_grad()
-def main(argv: list[str] | None = None) -> int:
-    """Command line: embed every usable page and panel."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    opened = open_checkpoint(parser, args)
+def embed(args: Args) -> int:
+    """Embed every usable page and panel; the exit status."""
+    opened = open_checkpoint(args)
     if opened is None:
         return 1
     model, config, _, paths, device = opened
@@ -87,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     writer = csv.writer(index, lineterminator="\n")
     writer.writerow(INDEX_COLUMNS)
     skipped: list[tuple[str, str, str]] = []
+    skip_log = SkipLog(log)
     n_pages = n_panels = 0
+    bar = Progress(len(loader), "embed", enabled=args.progress)
     for batch in loader:
+        bar.update()
         skipped.extend((s.json_path, s.reason, s.kind) for s in batch.skipped)
+        for s in batch.skipped:
+            skip_log.add(s.json_path, s.reason, s.kind)
         if not len(batch):
             continue
         out = model(batch.to(device))
@@ -132,25 +171,39 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                 )
                 n_panels += 1
+    bar.close()
+    out_dir: Path = args.output_dir
+    if skipped:
+        write_csv(
+            out_dir / "skipped_pages.csv", ["path", "reason", "kind"], list(map(list, skipped))
+        )
+        skip_log.summary(f"every one is listed in {out_dir / 'skipped_pages.csv'}")
+    if not n_pages:
+        first = first_reasons([r for _, r, _ in skipped])
+        print(
+            f"error: {source_of(args)}: no page could be embedded ({len(paths)} found, "
+            f"{len(skipped)} skipped as unusable){f'; first: {first}' if first else ''}. "
+            "No embeddings written.",
+            file=sys.stderr,
+        )
+        return 1
     dim = config.dim
     page_array = np.concatenate(pages) if pages else np.zeros((0, dim), np.float32)
     panel_array = np.stack(panels) if panels else np.zeros((0, dim), np.float32)
-    out_dir: Path = args.output_dir
     for name, array in (("page_embeddings.npy", page_array), ("panel_embeddings.npy", panel_array)):
         with atomic_open(out_dir / name, "wb") as fh:
             np.save(fh, array.astype(np.float32))
     atomic_write_bytes(out_dir / "index.csv", output_bytes(index.getvalue()))
-    if skipped:
-        buf = io.StringIO()
-        skip_writer = csv.writer(buf, lineterminator="\n")
-        skip_writer.writerow(["path", "reason", "kind"])
-        skip_writer.writerows(skipped)
-        atomic_write_bytes(out_dir / "skipped_pages.csv", output_bytes(buf.getvalue()))
     print(
         f"{n_pages} pages, {n_panels} panels embedded (dim {dim}); "
         f"{len(skipped)} pages skipped → {out_dir}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `python -m training.embed` with `argv`; returns the exit status."""
+    return invoke(command, argv, "python -m training.embed")
 
 
 if __name__ == "__main__":

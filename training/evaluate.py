@@ -3,7 +3,8 @@ r"""Evaluate a checkpoint on a corpus; the same metrics serve training's validat
     python -m training.evaluate --checkpoint RUN/best.pt --json_dir PAGES \
         --image_root IMAGES --report report.json
 
-Metrics, over pages with at least two panels (one panel has nothing to order):
+Metrics, over pages with at least two panels (one panel has nothing to order; the summary
+line says how many pages were single-panel or had no panel):
 - `next_panel_acc`: share of panels whose highest-scoring successor (another panel of
   the page, or "end" for the last) is the true one; `chance_next_panel_acc` is the
   expected share for a uniform guess among those candidates; `heuristic_next_panel_acc`
@@ -14,19 +15,20 @@ Metrics, over pages with at least two panels (one panel has nothing to order):
 - `kendall_tau`: mean Kendall tau between decoded and true order (chance 0, heuristic);
 - `page_order_acc`: accuracy on page pairs (forward / swapped / other book).
 The truth is each page's `reading_order` when present, else the heuristic (so pages
-without one score the heuristic at 1.0 by construction).
+without one score the heuristic at 1.0 by construction). When no page can be scored (all
+skipped, single-panel or panel-less) the command exits 1 naming the input; no report.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import math
+import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import orjson
 import torch
@@ -34,10 +36,26 @@ import torch
 import dataspec
 from dataspec.io import atomic_write_bytes
 
-from .cli import add_source_args, flag, json_text, open_checkpoint
+from .cli import (
+    CONTEXT,
+    Args,
+    SkipLog,
+    args_of,
+    doc_help,
+    first_reasons,
+    flag,
+    invoke,
+    json_text,
+    open_checkpoint,
+    path_type,
+    progress_option,
+    source_of,
+    source_options,
+)
 from .data import Batch, Collate, PageDataset, PagePairBatchSampler
 from .losses import LossWeights, closure_losses
 from .model import ClosureLite, sample_mpm_mask
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +112,7 @@ def score_batch(
         tally["pages"] += 1
         tally["panels"] += n
         if n < 2:
+            tally["pages_single_panel" if n else "pages_no_panels"] += 1
             continue
         truth_seq = [int(s) for s in np.argsort(position[row, :n])]
         truth_next = [int(t) for t in target[row, :n]]
@@ -142,9 +161,44 @@ def finalize(tally: dict[str, float]) -> dict[str, float]:
     for key in ("next", "mpm", "order", "total"):
         if tally.get("loss_batches"):
             metrics[f"loss_{key}"] = tally[f"loss_{key}"] / tally["loss_batches"]
-    for key in ("pages", "pages_scored", "panels_scored", "pairs", "pages_skipped"):
+    for key in (
+        "pages",
+        "pages_scored",
+        "panels_scored",
+        "pairs",
+        "pages_skipped",
+        "pages_single_panel",
+        "pages_no_panels",
+    ):
         metrics[key] = int(tally.get(key, 0))
     return metrics
+
+
+TALLY_KEYS = (
+    "pages",
+    "panels",
+    "pages_scored",
+    "panels_scored",
+    "pages_single_panel",
+    "pages_no_panels",
+    "next_correct",
+    "heuristic_next_correct",
+    "chance_next_correct",
+    "order_exact",
+    "heuristic_order_exact",
+    "chance_order_exact",
+    "kendall_tau",
+    "heuristic_kendall_tau",
+    "pairs",
+    "pairs_correct",
+    "pages_skipped",
+    "loss_batches",
+    "loss_next",
+    "loss_mpm",
+    "loss_order",
+    "loss_total",
+)
+"""Every sum `evaluate_loader` keeps."""
 
 
 @torch.no_grad()
@@ -159,18 +213,27 @@ def evaluate_loader(
     seed: int = 0,
     autocast: Any = None,
     skipped: list[tuple[str, str, str]] | None = None,
+    progress: Progress | None = None,
+    skip_log: SkipLog | None = None,
 ) -> dict[str, float]:
     """Metric sums (and mean losses when `weights` is given) over a loader; call
     `finalize` (after summing across ranks) to get rates. Skipped pages are counted
-    and, when `skipped` is given, listed there as (path, reason, kind)."""
+    and, when `skipped` is given, listed there as (path, reason, kind), and logged through
+    `skip_log`; `progress` is advanced once per batch. The sums have the same keys on
+    every rank (for `distributed.sum_across`)."""
     was_training = model.training
     model.eval()
-    tally: dict[str, float] = defaultdict(float)
+    tally: dict[str, float] = defaultdict(float, dict.fromkeys(TALLY_KEYS, 0.0))
     generator = torch.Generator().manual_seed(seed)
     for batch in loader:
+        if progress is not None:
+            progress.update()
         tally["pages_skipped"] += len(batch.skipped)
         if skipped is not None:
             skipped.extend((s.json_path, s.reason, s.kind) for s in batch.skipped)
+        if skip_log is not None:
+            for s in batch.skipped:
+                skip_log.add(s.json_path, s.reason, s.kind)
         if not len(batch):
             continue
         batch = batch.to(device)
@@ -188,37 +251,61 @@ def evaluate_loader(
     return dict(tally)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `python -m training.evaluate` options."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    flag(parser, "checkpoint", type=Path, required=True, help="a latest.pt or best.pt")
-    add_source_args(parser)
-    flag(parser, "report", type=Path, required=True, help="where to write the JSON report")
-    flag(parser, "batch_size", type=int, default=8)
-    flag(parser, "num_workers", type=int, default=0)
-    flag(parser, "device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
-    rtl = parser.add_mutually_exclusive_group()
-    flag(
-        rtl,
-        "rtl",
-        action="store_true",
-        default=None,
-        help="right-to-left heuristic order (default: as trained)",
-    )
-    flag(rtl, "ltr", action="store_false", dest="rtl")
-    flag(parser, "seed", type=int, default=0, help="seeds the panel slot order")
-    return parser
+def unscored(metrics: dict[str, float], *, skipped: bool = False) -> str:
+    """Why loaded pages were not scored, e.g. "8 single-panel pages, nothing to order"
+    (and, with `skipped`, how many pages could not be used at all)."""
+    parts = []
+    if metrics["pages_single_panel"]:
+        n = metrics["pages_single_panel"]
+        parts.append(f"{n} single-panel page{'s' if n != 1 else ''}, nothing to order")
+    if metrics["pages_no_panels"]:
+        n = metrics["pages_no_panels"]
+        parts.append(f"{n} page{'s' if n != 1 else ''} without panels")
+    if skipped and metrics["pages_skipped"]:
+        parts.append(f"{metrics['pages_skipped']} skipped as unusable")
+    return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: evaluate a checkpoint, write the report, print the headline numbers."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    opened = open_checkpoint(parser, args)
+@click.command(name="training.evaluate", help=doc_help(__doc__), context_settings=CONTEXT)
+@flag(
+    "checkpoint",
+    type=path_type(),
+    required=True,
+    metavar="FILE",
+    help="A latest.pt or best.pt of a training run.",
+)
+@source_options
+@flag(
+    "report",
+    type=path_type(dir_okay=False),
+    required=True,
+    metavar="FILE",
+    help="Where to write the JSON report (metrics, counts, the first 100 skipped pages).",
+)
+@flag("batch_size", type=click.IntRange(min=1), default=8, help="Pages per batch.")
+@flag(
+    "num_workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Loader processes (0: load in-process).",
+)
+@flag("device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--rtl/--ltr",
+    "rtl",
+    default=None,
+    show_default=True,
+    help="Right-to-left or left-to-right heuristic order [default: as trained].",
+)
+@flag("seed", type=int, default=0, help="Seeds the panel slot order.")
+@progress_option
+def command(**params: Any) -> int:
+    return evaluate(args_of(params))  # fmt: skip
+
+
+def evaluate(args: Args) -> int:
+    """Evaluate a checkpoint, write the report, print the headline numbers; the status."""
+    opened = open_checkpoint(args)
     if opened is None:
         return 1
     model, config, state, paths, device = opened
@@ -240,13 +327,37 @@ def main(argv: list[str] | None = None) -> int:
         collate_fn=Collate(config.max_panels),
     )
     skipped: list[tuple[str, str, str]] = []
-    tally = evaluate_loader(model, loader, device, rtl=rtl, seed=args.seed, skipped=skipped)
+    skip_log = SkipLog(log)
+    bar = Progress(len(sampler), "evaluate", enabled=args.progress)
+    tally = evaluate_loader(
+        model,
+        loader,
+        device,
+        rtl=rtl,
+        seed=args.seed,
+        skipped=skipped,
+        progress=bar,
+        skip_log=skip_log,
+    )
+    bar.close()
     metrics = finalize(tally)
+    source = source_of(args)
+    if not metrics["pages_scored"]:
+        skip_log.summary("not written: nothing was scored")
+        first = first_reasons([r for _, r, _ in skipped])
+        print(
+            f"error: {source}: no page could be scored ({len(paths)} found: "
+            f"{unscored(metrics, skipped=True)}){f'; first: {first}' if first else ''}. "
+            "No report written.",
+            file=sys.stderr,
+        )
+        return 1
+    skip_log.summary(f"the first 100 are listed in {args.report}")
     report: dict[str, Any] = {
         **metrics,
         "checkpoint": json_text(str(args.checkpoint)),
         "epoch": state.get("epoch"),
-        "source": json_text(str(args.json_list_file or args.json_dir)),
+        "source": json_text(str(source)),
         "pages_found": len(paths),
         "rtl": rtl,
         "skipped": [
@@ -264,12 +375,19 @@ def main(argv: list[str] | None = None) -> int:
         "kendall_tau",
         "page_order_acc",
     ):
-        print(f"{key:26s} {metrics[key]:.4f}")
+        value = metrics[key]
+        print(f"{key:26s} {'n/a (no page pairs)' if math.isnan(value) else f'{value:.4f}'}")
+    why = unscored(metrics)
     print(
         f"pages {metrics['pages']} scored {metrics['pages_scored']} "
-        f"skipped {metrics['pages_skipped']} → {args.report}"
+        f"skipped {metrics['pages_skipped']}{f' ({why})' if why else ''} → {args.report}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `python -m training.evaluate` with `argv`; returns the exit status."""
+    return invoke(command, argv, "python -m training.evaluate")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,17 @@ root, or Windows paths (`E:\\CalibreComics_extracted\\...`) that dataspec resolv
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
 import dataspec
 from dataspec.io import atomic_write_bytes
+
+from .cli import CONTEXT, doc_help, flag, invoke, path_type
 
 
 @dataclass(frozen=True)
@@ -103,33 +106,30 @@ def make_corpus(
     return SyntheticCorpus(sample.images_dir.resolve(), root / "pages", list_file, paths)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: write a synthetic corpus and print where."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.synthetic",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--pages", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--width", type=int, default=800)
-    parser.add_argument("--height", type=int, default=1200)
-    parser.add_argument("--series", type=int, default=None)
-    args = parser.parse_args(argv)
-    corpus = make_corpus(
-        args.out,
-        pages=args.pages,
-        seed=args.seed,
-        width=args.width,
-        height=args.height,
-        series=args.series,
-    )
+@click.command(name="training.synthetic", help=doc_help(__doc__), context_settings=CONTEXT)
+@click.argument("out", type=path_type(file_okay=False))
+@flag("pages", type=click.IntRange(min=1), default=300, help="Pages to draw.")
+@flag("seed", type=int, default=0, help="Seeds the drawing and the page variants.")
+@flag("width", type=int, default=800, help="Page width in pixels.")
+@flag("height", type=int, default=1200, help="Page height in pixels.")
+@flag(
+    "series",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of series (books) [default: max(3, pages // 25)].",
+)
+def command(out: Path, pages: int, seed: int, width: int, height: int, series: int | None) -> int:
+    corpus = make_corpus(out, pages=pages, seed=seed, width=width, height=height, series=series)
     print(f"image_root:     {corpus.image_root}")
     print(f"json_dir:       {corpus.pages_dir}")
     print(f"json_list_file: {corpus.list_file}")
     print(f"pages:          {len(corpus.pages)}")
-    return 0
+    return 0  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `python -m training.synthetic` with `argv`: write a corpus, print where."""
+    return invoke(command, argv, "python -m training.synthetic")
 
 
 if __name__ == "__main__":

@@ -13,19 +13,18 @@ every N steps within an epoch. `--resume` continues from RUN/latest.pt (or the c
 given), mid-epoch too: the same batches, masks and dropout as an uninterrupted run.
 Every file is written atomically (temp file + rename); a killed run leaves no partial
 output, and its stray temp files are removed when the next run starts.
+
+An --output_dir that already holds a run (latest.pt, best.pt, epoch_N.pt or
+metrics.jsonl) is refused, nothing in it touched, unless `--resume` continues that run or
+`--overwrite` replaces it (the earlier run's outputs are removed when the new run starts
+writing). Every --image_root must exist. Skipped pages are logged, the first five of each
+kind, then "... and N more like this"; all are listed in skipped_pages.csv.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import csv
-import io
 import logging
 import math
-import os
-import re
-import sys
 import time
 import zlib
 from collections import defaultdict
@@ -45,25 +44,25 @@ from . import distributed
 from .checkpoint import (
     load_checkpoint,
     load_model_state,
+    model_config_of,
+    not_ours,
     note_added,
     optimizer_state_for,
+    require,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from .cli import (
-    CLIError,
-    add_source_args,
+    Args,
+    SkipLog,
+    check_image_roots,
     discover_pages,
-    flag,
+    first_reasons,
     json_text,
-    output_bytes,
-    setup_logging,
 )
 from .config import ModelConfig
 from .data import (
-    DEFAULT_MAX_JSON_BYTES,
-    DEFAULT_MAX_PIXELS,
     Batch,
     Collate,
     PageDataset,
@@ -75,7 +74,16 @@ from .evaluate import evaluate_loader, finalize
 from .losses import LossWeights, closure_losses
 from .model import build_model, sample_mpm_mask
 from .progress import Progress
-from .trackers import TRACKERS, Tracker
+from .rundir import (
+    earlier_run,
+    refusal,
+    remove_outputs,
+    remove_stale_temps,
+    write_lenient,
+    write_metrics,
+    write_skips,
+)
+from .trackers import Tracker
 
 log = logging.getLogger("training")
 
@@ -96,168 +104,12 @@ MODEL_FLAGS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every training flag; the runbook's spellings work verbatim, hyphens too."""
-    defaults = ModelConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m training",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_source_args(p)
-    flag(p, "output_dir", type=Path, required=True, help="run folder (created)")
-    flag(p, "batch_size", type=int, default=4, help="pages per batch (per process)")
-    flag(p, "epochs", type=int, default=10)
-    flag(p, "num_workers", type=int, default=4, help="loader processes (0: load in-process)")
-    flag(p, "lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
-    flag(p, "weight_decay", type=float, default=0.01)
-    flag(p, "warmup_steps", type=int, default=None, help="default: 5%% of all steps")
-    flag(p, "grad_clip", type=float, default=1.0)
-    flag(p, "seed", type=int, default=0)
-    flag(
-        p,
-        "val_fraction",
-        type=float,
-        default=0.1,
-        help="share of pages (whole books) held out for validation",
-    )
-    flag(
-        p,
-        "save_every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also keep epoch_N.pt every N epochs (0: only latest.pt and best.pt)",
-    )
-    flag(
-        p,
-        "save_steps",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also write latest.pt every N optimizer steps within an epoch, so that "
-        "--resume loses at most N steps (0: at the end of each epoch only)",
-    )
-    flag(
-        p,
-        "resume",
-        nargs="?",
-        const="latest",
-        default=None,
-        metavar="CHECKPOINT",
-        help="continue from OUTPUT_DIR/latest.pt, or from CHECKPOINT",
-    )
-    flag(p, "device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
-    flag(p, "amp", action="store_true", help="mixed precision (CUDA only)")
-    flag(p, "no_progress", action="store_true", help="no progress bars")
-    flag(p, "report_to", choices=TRACKERS, default="none", help="experiment tracker")
-    g = p.add_argument_group("model")
-    flag(g, "num_heads", type=int, default=defaults.num_heads, help="attention-pooling heads")
-    flag(
-        g,
-        "temperature",
-        type=float,
-        default=defaults.temperature,
-        help="attention-pooling softmax temperature",
-    )
-    flag(g, "dim", type=int, default=defaults.dim)
-    flag(g, "context_layers", type=int, default=defaults.context_layers)
-    flag(g, "dropout", type=float, default=defaults.dropout)
-    flag(g, "max_panels", type=int, default=defaults.max_panels)
-    flag(g, "image_size", type=int, default=defaults.image_size)
-    flag(g, "crop_mode", choices=("letterbox", "stretch"), default=defaults.crop_mode)
-    flag(g, "vocab_size", type=int, default=defaults.vocab_size)
-    flag(g, "max_tokens", type=int, default=defaults.max_tokens)
-    flag(g, "rtl", action="store_true", help="right-to-left reading order (manga)")
-    flag(
-        g,
-        "vision_model",
-        default=None,
-        metavar="PATH",
-        help="local pretrained vision model (needs transformers)",
-    )
-    flag(
-        g,
-        "text_model",
-        default=None,
-        metavar="PATH",
-        help="local pretrained text model (needs transformers)",
-    )
-    o = p.add_argument_group("objectives")
-    flag(o, "next_weight", type=float, default=LossWeights.next)
-    flag(o, "mask_weight", type=float, default=LossWeights.mpm)
-    flag(o, "order_weight", type=float, default=LossWeights.order)
-    flag(o, "mask_ratio", type=float, default=0.25, help="share of panels masked")
-    flag(
-        o,
-        "mask_temperature",
-        type=float,
-        default=LossWeights.mpm_temperature,
-        help="temperature of the masked-panel contrastive loss",
-    )
-    d = p.add_argument_group("loading")
-    flag(
-        d,
-        "max_image_pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help="skip larger images (decompression-bomb guard)",
-    )
-    flag(
-        d,
-        "full_decode",
-        action="store_true",
-        help="always decode JPEGs at full size (no reduced-scale fast path)",
-    )
-    flag(
-        d,
-        "strict_images",
-        action="store_true",
-        help="skip truncated images instead of loading them",
-    )
-    flag(
-        d,
-        "max_json_bytes",
-        type=int,
-        default=DEFAULT_MAX_JSON_BYTES,
-        help="skip larger page files unread",
-    )
-    return p
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse and check ranges (usage errors exit with status 2)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    checks = [
-        (args.batch_size >= 1, "--batch_size must be >= 1"),
-        (args.epochs >= 0, "--epochs must be >= 0"),
-        (args.num_workers >= 0, "--num_workers must be >= 0"),
-        (args.lr > 0, "--lr must be > 0"),
-        (0.0 <= args.val_fraction < 1.0, "--val_fraction must be in [0, 1)"),
-        (0.0 < args.mask_ratio < 1.0, "--mask_ratio must be in (0, 1)"),
-        (args.max_samples is None or args.max_samples >= 1, "--max_samples must be >= 1"),
-        (args.save_every >= 0, "--save_every must be >= 0"),
-        (args.save_steps >= 0, "--save_steps must be >= 0"),
-        (args.max_json_bytes >= 1, "--max_json_bytes must be >= 1"),
-        (args.max_image_pixels >= 1, "--max_image_pixels must be >= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
-    try:
-        model_config(args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    return args
-
-
-def model_config(args: argparse.Namespace) -> ModelConfig:
+def model_config(args: Args) -> ModelConfig:
     """The model flags as a ModelConfig."""
     return ModelConfig(**{k: getattr(args, k) for k in MODEL_FLAGS})
 
 
-def _jsonable(args: argparse.Namespace) -> dict[str, Any]:
+def _jsonable(args: Args) -> dict[str, Any]:
     return {k: json_text(str(v)) if isinstance(v, Path | str) else v for k, v in vars(args).items()}
 
 
@@ -275,7 +127,7 @@ def _lr_lambda(warmup: int, total: int) -> Any:
     return factor
 
 
-def _optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, args: Args) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [
@@ -288,7 +140,7 @@ def _optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.
 def _loader(
     dataset: PageDataset,
     sampler: PagePairBatchSampler,
-    args: argparse.Namespace,
+    args: Args,
     device: torch.device,
     persistent: bool,
 ) -> DataLoader:  # type: ignore[type-arg]
@@ -302,50 +154,11 @@ def _loader(
     )
 
 
-def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    atomic_write_bytes(
-        path, b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in history)
-    )
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    atomic_write_bytes(path, output_bytes(buf.getvalue()))
-
-
-def _write_skips(path: Path, skips: dict[str, list[str]]) -> None:
-    rows = [[p, *reason_kind] for p, reason_kind in sorted(skips.items())]
-    _write_csv(path, ["path", "reason", "kind"], rows)
-
-
-def _write_lenient(path: Path, lenient: dict[str, str]) -> None:
-    _write_csv(path, ["path", "notes"], [[p, n] for p, n in sorted(lenient.items())])
-
-
 _LISTED = 10_000
 """At most this many skipped (and lenient) pages are listed; all are counted."""
 
-_TEMP = re.compile(
-    r"^\.(latest\.pt|best\.pt|epoch_\d+\.pt|config\.json|metrics\.jsonl|skipped_pages\.csv"
-    r"|lenient_pages\.csv)\..+\.tmp$"
-)
-"""Temp files of our atomic writes (`dataspec.io.atomic_open`) beside the run's outputs."""
-
-
-def remove_stale_temps(out_dir: Path) -> int:
-    """Delete the temp files a killed run left in `out_dir` (never read: every output is
-    replaced by rename); returns how many. Only our own temp-file names are touched."""
-    removed = 0
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        for entry in os.scandir(out_dir):
-            if _TEMP.match(entry.name) and not entry.is_dir(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed += 1
-    return removed
+RESUME_KEYS = ("model", "config", "optimizer", "scheduler", "scaler", "rng", "epoch", "step")
+"""What `--resume` needs of a checkpoint besides the format tag."""
 
 
 class _Stats:
@@ -364,7 +177,7 @@ class _Stats:
         self.skips.update({k: list(v) for k, v in position["skips"].items()})
         self.lenient.update(position["lenient"])
 
-    def count(self, batch: Batch) -> None:
+    def count(self, batch: Batch, skip_log: SkipLog) -> None:
         s = self.sums
         s["pages"] += len(batch)
         s["pages_skipped"] += len(batch.skipped)
@@ -374,45 +187,27 @@ class _Stats:
         s["pages_over_max_panels"] += sum(m.panels_total > len(m.boxes) for m in batch.pages)
         s["reduced_decodes"] += sum(m.decode_scale > 1 for m in batch.pages)
         for skip in batch.skipped:
+            skip_log.add(skip.json_path, skip.reason, skip.kind)
             if skip.json_path not in self.skips and len(self.skips) < _LISTED:
                 self.skips[skip.json_path] = [skip.reason, skip.kind]
-                if len(self.skips) <= 5:
-                    log.warning("skipped page: %s", skip.reason)
         for meta in batch.pages:
             if meta.lenient and meta.json_path not in self.lenient and len(self.lenient) < _LISTED:
                 self.lenient[meta.json_path] = " ".join(meta.notes)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Train; returns the exit status (0 done, 1 bad input; 2 usage, via argparse)."""
-    args = parse_args(argv)
-    try:
-        info = distributed.setup(args.device)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    setup_logging(info.is_main)
-    try:
-        train(args, info)
-    except (CLIError, UserError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # an output that cannot be written (full disk, a folder in the way)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        distributed.cleanup()
-    return 0
 
 
 class UserError(Exception):
     """A run that cannot go on because of its input (bad resume, every page skipped)."""
 
 
-def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
+def train(args: Args, info: distributed.DistInfo) -> None:
     """The whole run: data, model, epochs, validation, checkpoints, metrics."""
     out_dir: Path = args.output_dir
     device = info.device
+    check_image_roots(args.image_root)
+    if args.resume is None and not args.overwrite:
+        held = earlier_run(out_dir) if info.is_main else []
+        if distributed.any_across(bool(held), info):
+            raise UserError(refusal(out_dir, held))
     resume_state: dict[str, Any] | None = None
     if args.resume is not None:
         ckpt = out_dir / "latest.pt" if args.resume == "latest" else Path(args.resume)
@@ -420,9 +215,10 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             ckpt = ckpt / "latest.pt"
         try:
             resume_state = load_checkpoint(ckpt)
+            require(ckpt, resume_state, RESUME_KEYS)
+            config = model_config_of(ckpt, resume_state)
         except ValueError as exc:
             raise UserError(f"--resume: {exc}") from None
-        config = ModelConfig.from_dict(resume_state["config"])
         if config != model_config(args) and info.is_main:
             log.warning("resuming with the checkpoint's model config; model flags ignored")
     else:
@@ -491,22 +287,28 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
         source = str(ckpt)
         try:
             added = load_model_state(model, resume_state["model"], source)
+        except ValueError as exc:
+            raise UserError(f"--resume: {exc}") from None
+        try:
             optimizer.load_state_dict(
                 optimizer_state_for(resume_state["optimizer"], optimizer, model, added)
             )
-        except ValueError as exc:
-            raise UserError(f"--resume: {exc}") from None
+            scheduler.load_state_dict(resume_state["scheduler"])
+            scaler.load_state_dict(resume_state["scaler"])
+            set_rng_state(resume_state["rng"])
+            start_epoch, step = int(resume_state["epoch"]), int(resume_state["step"])
+            best = dict(resume_state["best"])
+            history = [r for r in resume_state.get("history", []) if r["epoch"] <= start_epoch]
+            all_skips = {k: list(v) for k, v in resume_state.get("skips", {}).items()}
+            all_lenient = dict(resume_state.get("lenient", {}))
+            position = resume_state.get("position")
+            if position is not None and not isinstance(position, dict):
+                raise TypeError("its batch position is not a dict")
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+            why = f"its training state does not restore: {type(exc).__name__} {exc}"[:300]
+            raise UserError(f"--resume: {not_ours(ckpt, why)}") from None
         if info.is_main:
             note_added(source, added)
-        scheduler.load_state_dict(resume_state["scheduler"])
-        scaler.load_state_dict(resume_state["scaler"])
-        set_rng_state(resume_state["rng"])
-        start_epoch, step = int(resume_state["epoch"]), int(resume_state["step"])
-        best = dict(resume_state["best"])
-        history = [r for r in resume_state.get("history", []) if r["epoch"] <= start_epoch]
-        all_skips = {k: list(v) for k, v in resume_state.get("skips", {}).items()}
-        all_lenient = dict(resume_state.get("lenient", {}))
-        position = resume_state.get("position")
         if info.is_main:
             where = f" batch {position['batch']}" if position else ""
             log.info("resumed from epoch %d%s (step %d)", start_epoch, where, step)
@@ -545,6 +347,10 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
                 "torch": torch.__version__,
             },
         }
+        if args.overwrite and args.resume is None:
+            removed = remove_outputs(out_dir)
+            if removed:
+                log.info("--overwrite: removed the earlier run's %s from %s", removed, out_dir)
         atomic_write_bytes(
             out_dir / "config.json",
             orjson.dumps(run_config, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE),
@@ -586,6 +392,13 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             "position": here,
         }
 
+    skip_log = SkipLog(log, enabled=info.is_main)
+    skips_csv = out_dir / "skipped_pages.csv"
+
+    def skip_summary() -> None:
+        kinds = [kind for _, kind in all_skips.values()]
+        skip_log.summary(f"every one is listed in {skips_csv}", kinds)
+
     for epoch in range(start_epoch, args.epochs):
         torch.manual_seed(_seed_for(args.seed, epoch, info.rank))  # resumable
         stats = _Stats()
@@ -609,13 +422,13 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
         bar = Progress(
             steps_per_epoch,
             f"epoch {epoch + 1}/{args.epochs}",
-            enabled=info.is_main and not args.no_progress,
+            enabled=info.is_main and args.progress,
         )
         bar.done = start_batch
         started = time.perf_counter()
         for batch in train_loader:
             done += 1
-            stats.count(batch)
+            stats.count(batch, skip_log)
             empty = len(batch) == 0
             if distributed.any_across(empty, info):
                 bar.update()
@@ -677,6 +490,7 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             seed=args.seed,
             autocast=autocast(),
             skipped=val_skips,
+            skip_log=skip_log,
         )
         val = finalize(distributed.sum_across(val_tally, info))
         listed = (stats.skips, stats.lenient, [(p, [r, k]) for p, r, k in val_skips])
@@ -710,9 +524,13 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
             "seconds": seconds,
         }
         if train_sums.get("pages", 0) == 0 and train_sums.get("pages_skipped", 0) > 0:
+            if info.is_main:
+                write_skips(skips_csv, all_skips)
+                skip_summary()
             raise UserError(
                 f"every training page was skipped in epoch {epoch + 1}; first reasons: "
-                + "; ".join(reason for reason, _ in list(all_skips.values())[:3])
+                + first_reasons([reason for reason, _ in all_skips.values()])
+                + f" (every skipped page: {skips_csv})"
             )
         history.append(record)
         # best: lowest validation loss; training loss when there is no usable validation
@@ -729,11 +547,11 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
                 save_checkpoint(out_dir / "best.pt", state)
             if args.save_every and (epoch + 1) % args.save_every == 0:
                 save_checkpoint(out_dir / f"epoch_{epoch + 1}.pt", state)
-            _write_metrics(out_dir / "metrics.jsonl", history)
+            write_metrics(out_dir / "metrics.jsonl", history)
             if all_skips:
-                _write_skips(out_dir / "skipped_pages.csv", all_skips)
+                write_skips(skips_csv, all_skips)
             if all_lenient:
-                _write_lenient(out_dir / "lenient_pages.csv", all_lenient)
+                write_lenient(out_dir / "lenient_pages.csv", all_lenient)
             tracker.log(_flat(record), step)
             log.info(
                 "epoch %d: loss %.4f (next %.4f mpm %.4f order %.4f) | val next-panel acc %.3f "
@@ -750,6 +568,7 @@ def train(args: argparse.Namespace, info: distributed.DistInfo) -> None:
                 record["pages_skipped"] + record["val_pages_skipped"],
             )
         distributed.barrier(info)
+    skip_summary()
     tracker.close()
 
 
@@ -763,6 +582,13 @@ def _flat(record: dict[str, Any]) -> dict[str, float]:
         elif isinstance(value, int | float):
             out[key] = float(value)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training` as a function (see `training.train_cli.main`)."""
+    from .train_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dataspec
 from training.embed import main as embed_main
 from training.evaluate import decode_order, kendall_tau
 from training.evaluate import main as evaluate_main
@@ -75,7 +76,9 @@ def test_evaluate_lists_skipped_pages_and_reads_a_list_file(
     trained: Path, held_out: SyntheticCorpus, tmp_path: Path
 ) -> None:
     listing = tmp_path / "list.txt"
-    listing.write_text(f"{held_out.pages[0]}\n\n{tmp_path / 'gone.json'}\n", encoding="utf-8")
+    # a page with panels to order (a single-panel page alone scores nothing: exit 1)
+    page = next(p for p in held_out.pages if len(dataspec.load(p).panels) >= 2)
+    listing.write_text(f"{page}\n\n{tmp_path / 'gone.json'}\n", encoding="utf-8")
     (tmp_path / "gone.json").write_text("{}", encoding="utf-8")
     report_path = tmp_path / "r.json"
     argv = [

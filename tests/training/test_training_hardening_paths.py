@@ -140,6 +140,7 @@ def strict_run(
         "--save_every",
         "1",
         "--strict_paths",
+        "--overwrite",  # links named like outputs: a run's outputs, for the refusal check
         *tiny,
     ]
     assert train_main(argv) == 0

@@ -128,7 +128,7 @@ def test_same_seed_same_run_and_hyphen_spellings(
     assert main(argv) == 0
     first = _learned(_metrics(tmp_path)[0])
     first.pop("lr.")  # a 1-epoch schedule decays differently from the 3-epoch one
-    assert main(argv) == 0
+    assert main([*argv, "--overwrite"]) == 0  # the folder holds the first run now
     again = _learned(_metrics(tmp_path)[0])
     again.pop("lr.")
     assert again == first
