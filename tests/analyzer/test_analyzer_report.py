@@ -8,6 +8,7 @@ import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from analyzer_testlib import base_args
 from click.testing import CliRunner
@@ -35,6 +36,14 @@ class _Collector(HTMLParser):
                 self.images.append(value)
             elif name in ("href", "src") and value:
                 self.urls.append(value)
+
+
+def _local_files(urls: list[str], base: Path) -> None:
+    """Offline: every link is a relative path (no scheme, no host) to an existing file."""
+    for url in urls:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc and not url.startswith("/"), url
+        assert (base / unquote(parts.path)).is_file(), url
 
 
 def test_report_of_a_real_run(corpus: SampleCorpus, tmp_path: Path, run_cli: Runner) -> None:
@@ -67,7 +76,7 @@ def test_report_of_a_real_run(corpus: SampleCorpus, tmp_path: Path, run_cli: Run
     assert parsed.tags.count("table") == 3 + 2 * pairing
     assert ("No pairing data" in text) is not pairing
     assert parsed.images and all(src.startswith("data:image/jpeg;base64,") for src in parsed.images)
-    assert parsed.urls == []  # offline: nothing fetched
+    _local_files(parsed.urls, tmp_path)  # offline: nothing fetched
     for needle in (
         "Match tiers",
         "perfect_with_text",
@@ -167,7 +176,9 @@ def _least_confident(text: str) -> list[tuple[str, str]]:
     """(name, image source) of each figure in the least-confident gallery, in order."""
     start = text.index("<div class='grid' id='least-confident'>")
     block = text[start : text.index("</div>", start)]
-    return re.findall(r'<figure><img src="([^"]+)" alt="([^"]+)">', block)
+    return re.findall(
+        r'<figure><a class="thumb" href="[^"]+"><img src="([^"]+)" alt="([^"]+)">', block
+    )
 
 
 def test_pairing_section(tmp_path: Path) -> None:
@@ -175,7 +186,7 @@ def test_pairing_section(tmp_path: Path) -> None:
     text = _report(tmp_path, csv_path, list_path, "--least_confident", "3")
     parsed = _Collector()
     parsed.feed(text)
-    assert parsed.urls == []  # still offline
+    _local_files(parsed.urls, tmp_path)  # still offline
     assert parsed.tags.count("svg") == 4  # ratio, coverage, score + pairing confidence
     pairing = text[text.index("<h2 id='pairing'>Pairing</h2>") :]
     # method counts over every page, known methods first
@@ -189,7 +200,8 @@ def test_pairing_section(tmp_path: Path) -> None:
     assert svg is not None
     bars = re.findall(r"<title>(\d+)</title>", svg.group(0))
     assert bars == ["0", "1", "1", "0", "2", "0", "0", "1", "0", "1"]
-    assert "max 2" in svg.group(0)
+    y_ticks = re.findall(r'<text class="y-tick"[^>]*>([^<]+)</text>', svg.group(0))
+    assert y_ticks == ["0", "1", "2"]  # the y axis: pages, up to the fullest bin
     assert "matched pages with a confidence <b>6</b>" in pairing
     # unpaired totals over matched pages: detections 1+3+1, VLM panels 2+1+1
     assert "<td>detections</td><td>5</td><td>3</td><td>50.0%</td>" in pairing
@@ -222,7 +234,7 @@ def test_pairing_section_of_an_old_csv(tmp_path: Path) -> None:
     parsed.feed(text)
     assert parsed.tags.count("svg") == 3  # no pairing histogram
     pairing = text[text.index("<h2 id='pairing'>Pairing</h2>") :]
-    note = pairing[: pairing.index("<h2>", 1)]
+    note = pairing[: pairing.index("<h2", 1)]
     assert "No pairing data" in note and note.count("<p") == 1
     assert "least-confident" not in text
     assert "Sample pages per subset" in text  # the rest of the report is as before

@@ -1,0 +1,5 @@
+"""`python -m analyzer.report`."""
+
+from .cli import main
+
+main()
