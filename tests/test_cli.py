@@ -440,11 +440,15 @@ def test_normalize_same_name_in_two_input_dirs_is_not_lost(
 def owned_commands() -> list[tuple[str, click.Command]]:
     """Every command line of dataspec and the analyzer: (name, click command)."""
     from analyzer.cli import analyze
+    from analyzer.merge import merge_command
+    from analyzer.report.cli import main as report
     from analyzer.subset import subset
     from dataspec.sample import main as sample
 
     commands: list[tuple[str, click.Command]] = [
         ("python -m analyzer", analyze),
+        ("python -m analyzer.merge", merge_command),
+        ("python -m analyzer.report", report),
         ("python -m analyzer.subset", subset),
         ("python -m dataspec.sample", sample),
         ("dataspec", main),

@@ -30,7 +30,7 @@ def index_pages(dataspec_list: str | None) -> dict[str, Path]:
     return out
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("analysis_csv", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--skips", type=click.Path(exists=True, dir_okay=False), help="--dataspec_debug_skips_out CSV."
