@@ -28,6 +28,21 @@ def corpus(base_corpus: SampleCorpus, tmp_path: Path) -> SampleCorpus:
     return copy_corpus(base_corpus, tmp_path / "corpus")
 
 
+@pytest.fixture(scope="session")
+def agreeing_base_corpus(tmp_path_factory: pytest.TempPathFactory) -> SampleCorpus:
+    """The session corpus drawn with `disagreement=False`: detector and VLM agree on most
+    pages (the real shape has equal counts on about a third), for tests that need many
+    pages every stage writes (read-only: copy it to change it)."""
+    root = tmp_path_factory.mktemp("agreeing") / "c"
+    return generate_corpus(root, pages=PAGES, seed=SEED, disagreement=False)
+
+
+@pytest.fixture
+def agreeing_corpus(agreeing_base_corpus: SampleCorpus, tmp_path: Path) -> SampleCorpus:
+    """A copy of the agreeing corpus that the test may change."""
+    return copy_corpus(agreeing_base_corpus, tmp_path / "corpus")
+
+
 Runner = Callable[[Sequence[str]], Result]
 
 

@@ -30,6 +30,38 @@ def _text(panel: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
     return panel["dialogue"], panel["narration"], panel["sfx"]
 
 
+Texts = tuple[list[str], list[str], list[str]]
+
+
+def _merged(rec: dict[str, Any]) -> list[tuple[Texts, Texts, list[int], Texts]]:
+    """Each detector merge of the page (truth `det.merged`): the two panels' texts, the box
+    holding both, and the text such a box holds (both panels' lines, in reading order)."""
+    out = []
+    for i, j in rec["det"]["merged"]:
+        a, b = rec["panels"][i]["bbox"], rec["panels"][j]["bbox"]
+        x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+        box = [x0, y0, max(a[0] + a[2], b[0] + b[2]) - x0, max(a[1] + a[3], b[1] + b[3]) - y0]
+        ta, tb = _text(rec["panels"][i]), _text(rec["panels"][j])
+        out.append((ta, tb, box, (ta[0] + tb[0], ta[1] + tb[1], ta[2] + tb[2])))
+    return out
+
+
+def _page_texts(rec: dict[str, Any]) -> list[Texts]:
+    """Texts a written panel may carry: one true panel's, or a detector merge's (both)."""
+    return [_text(p) for p in rec["panels"]] + [both for *_, both in _merged(rec)]
+
+
+def _own(rec: dict[str, Any], box: Any) -> list[Texts]:
+    """Texts of the true panel(s) a written panel's box shows: the best-overlapping true
+    panel's, and for a box that is a detector merge of two panels either one's or both."""
+    best = max(rec["panels"], key=lambda t: _iou(t["bbox"], box))
+    own = [_text(best)]
+    for ta, tb, merged_box, both in _merged(rec):
+        if _iou(merged_box, box) > 0.8:
+            own += [ta, tb, both]
+    return own
+
+
 def _emit(run_cli, corpus: SampleCorpus, out: Path, *extra: str) -> tuple[Any, list[str]]:
     args = [
         *base_args(corpus, out),
@@ -77,11 +109,14 @@ def test_pairing_matches_truth(run_cli, base_corpus: SampleCorpus, tmp_path: Pat
     for path in listed:
         page = dataspec.load(path)
         rec = records[_rel_image(base_corpus, page)]
-        texts = [_text(p) for p in rec["panels"]]
+        texts = _page_texts(rec)
         for panel in page.panels:  # whatever is written comes from this page's own text
             got = (panel.text.dialogue, panel.text.narration, panel.text.sfx)
             assert got in texts or got == ([], [], [])
-        if rec["vlm_panel_count_off"] or len(rec["panels"]) != len(page.panels):
+        # pages whose detector found each panel once; the VLM may still have merged, split
+        # or left out panels (truth `vlm`): the pairing must place every detection anyway
+        detected_as_drawn = not (rec["det"]["missed"] or rec["det"]["merged"])
+        if not detected_as_drawn or len(rec["panels"]) != len(page.panels):
             continue
         for panel in page.panels:
             best = max(rec["panels"], key=lambda t: _iou(t["bbox"], panel.panel_coords))
@@ -98,7 +133,7 @@ def test_pairing_matches_truth(run_cli, base_corpus: SampleCorpus, tmp_path: Pat
         )
         checked += 1
     assert checked >= 25
-    assert known >= 0.75 * placed  # most panels of agreeing pages are paired with confidence
+    assert known >= 0.75 * placed  # most panels of these pages are paired with confidence
     assert uneven_tops >= 3  # rows whose panel tops differ by a few pixels were among them
 
 
@@ -122,7 +157,7 @@ def test_twins_stay_apart(run_cli, base_corpus: SampleCorpus, tmp_path: Path) ->
     records = truth(base_corpus)
     for path in listed:
         page = dataspec.load(path)
-        own = [_text(p) for p in records[_rel_image(base_corpus, page)]["panels"]]
+        own = _page_texts(records[_rel_image(base_corpus, page)])
         for panel in page.panels:
             got = (panel.text.dialogue, panel.text.narration, panel.text.sfx)
             assert got in own or got == ([], [], [])
@@ -161,8 +196,8 @@ def test_missing_or_truncated_vlm_never_borrows(run_cli, corpus, tmp_path) -> No
         for panel in page.panels:
             if panel.text.is_empty():
                 continue
-            best = max(rec["panels"], key=lambda t: _iou(t["bbox"], panel.panel_coords))
-            assert (panel.text.dialogue, panel.text.narration, panel.text.sfx) == _text(best)
+            got = (panel.text.dialogue, panel.text.narration, panel.text.sfx)
+            assert got in _own(rec, panel.panel_coords)
 
 
 def _pages(data: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from analyzer_testlib import read_csv
+from analyzer_testlib import read_csv, truth
 from click.testing import CliRunner
 
 import dataspec
@@ -98,12 +98,18 @@ def test_step2_emits_a_strict_corpus(run_cli, swap, corpus, tmp_path, monkeypatc
     assert "missing_image" in {s["reason"] for s in skips}
     out_dir = tmp_path / "calibre_dataspec_all"
     assert sorted(map(Path, listed)) == sorted(out_dir.rglob("*.json"))
+    records = truth(corpus)
     for path in listed:
         page = dataspec.load(path)  # strict
         assert os.path.isabs(page.page_image_path) and os.path.isfile(page.page_image_path)
         assert page.page_size is not None and page.source is not None
         assert page.source.coco_image_id and page.source.vlm_json_path
-        assert page.reading_order == list(range(len(page.panels)))
+        # panels in layout order; the reading order is the page's own direction's
+        rec = records[Path(page.page_image_path).relative_to(corpus.images_dir).as_posix()]
+        if rec["direction"] == "ltr":
+            assert page.reading_order == list(range(len(page.panels)))
+        else:
+            assert page.reading_order == dataspec.reading_order(page.boxes(), rtl=True)
         assert all(p.score is not None and p.score >= 0.5 for p in page.panels)
         rel = Path(path).relative_to(out_dir)  # preserve_tree mirrors the VLM tree
         assert (corpus.vlm_dir / rel).is_file()

@@ -40,8 +40,9 @@ def tiny() -> list[str]:
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> SyntheticCorpus:
-    """24 pages in 3 series; a third keep list order without `reading_order`, a third are
-    shuffled with `reading_order`, a third shuffled without it (layout heuristic);
+    """24 pages in 3 series (one of them right to left); a third keep list order without
+    `reading_order`, a third are shuffled with `reading_order` (source `truth`), a third
+    shuffled without it (layout heuristic);
     image paths absolute, relative to the image root, or Windows drive paths."""
     return make_corpus(
         tmp_path_factory.mktemp("corpus"), pages=24, seed=0, width=400, height=600, series=3
@@ -56,6 +57,13 @@ def truth(corpus: SyntheticCorpus) -> dict[str, list[tuple[int, int, int, int]]]
         rec = json.loads(line)
         out[rec["image"]] = [tuple(p["bbox"]) for p in rec["panels"]]
     return out
+
+
+@pytest.fixture(scope="session")
+def directions(corpus: SyntheticCorpus) -> dict[str, str]:
+    """Image path relative to the image root → the page's reading direction (ltr/rtl)."""
+    lines = (corpus.image_root.parent / "truth.jsonl").read_text().splitlines()
+    return {rec["image"]: rec["direction"] for rec in map(json.loads, lines)}
 
 
 @pytest.fixture
