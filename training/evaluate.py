@@ -1,27 +1,32 @@
 r"""Evaluate a checkpoint on a corpus; the same metrics serve training's validation.
 
     python -m training.evaluate --checkpoint RUN/best.pt --json_dir PAGES \
-        --image_root IMAGES --report report.json
+        --image_root IMAGES --truth truth.jsonl --report report.json
 
-Metrics, over pages with at least two panels (one panel has nothing to order; the summary
-line says how many pages were single-panel or had no panel):
-- `next_panel_acc`: share of panels whose highest-scoring successor (another panel of
-  the page, or "end" for the last) is the true one; `chance_next_panel_acc` is the
-  expected share for a uniform guess among those candidates; `heuristic_next_panel_acc`
-  is the share for dataspec's layout heuristic (`dataspec.reading_order`) alone;
-- `order_exact`: share of pages whose whole order, decoded greedily (best first panel,
-  then the best unvisited successor), is exactly right (and chance = mean 1/n!, and the
-  heuristic's);
-- `kendall_tau`: mean Kendall tau between decoded and true order (chance 0, heuristic);
-- `page_order_acc`: accuracy on page pairs (forward / swapped / other book).
-The truth is each page's `reading_order` when present, else the heuristic (so pages
-without one score the heuristic at 1.0 by construction). When no page can be scored (all
-skipped, single-panel or panel-less) the command exits 1 naming the input; no report.
+Reading order is graded only against labels independent of the layout heuristic (the
+analyzer often writes the heuristic's own order as `reading_order`, which would score
+the heuristic at 1.0 by construction). A page is scored when --truth FILE holds it
+(source truth_file: each panel takes the position of the true panel it covers most, i.e.
+holds >= 50% of; panels covering none are not scored), else when its reading_order_source
+is vlm or truth, else (with --trust_unsourced_orders) when it has a reading_order without
+a source. Pages with source layout or model, an unsourced order, no reading_order, one
+panel or none are left out and counted by reason. When no page can be scored the command
+exits 1 naming the input and why; no report.
+
+Model and heuristic (dataspec.reading_order, the run's direction) side by side on the
+scored pages, and again where the heuristic's order differs from the label (blind_*):
+- next_panel_acc: share of panels whose highest-scoring successor (another scored panel
+  of the page, or "end" for the last) is the true one; chance_ is a uniform guess;
+- order_exact: share of pages whose order, decoded greedily (best first panel, then the
+  best unvisited successor), is exactly right (chance: mean 1/n!);
+- kendall_tau: mean Kendall tau between decoded and true order (chance 0);
+- page_order_acc: accuracy on page pairs (forward / swapped / other book).
+--report FILE gets the summary, the counts and one entry per page (label source, orders,
+next-panel hits of model and heuristic).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import sys
@@ -29,11 +34,9 @@ from collections import defaultdict
 from typing import Any
 
 import click
-import numpy as np
 import orjson
 import torch
 
-import dataspec
 from dataspec.io import atomic_write_bytes
 
 from .cli import (
@@ -52,153 +55,41 @@ from .cli import (
     source_of,
     source_options,
 )
-from .data import Batch, Collate, PageDataset, PagePairBatchSampler
+from .data import Collate, PageDataset, PagePairBatchSampler
 from .losses import LossWeights, closure_losses
 from .model import ClosureLite, sample_mpm_mask
+from .order_eval import (
+    LEFT_OUT,
+    TALLY_KEYS,
+    OrderLabels,
+    TruthFile,
+    decode_order,
+    finalize,
+    kendall_tau,
+    label_sources,
+    left_out,
+    nothing_scored,
+    score_batch,
+    unscored,
+)
 from .progress import Progress
 
-log = logging.getLogger(__name__)
-
-
-def kendall_tau(a: list[int], b: list[int]) -> float:
-    """Kendall tau-a between two rankings of the same items (1.0 when identical)."""
-    n = len(a)
-    if n < 2:
-        return 1.0
-    s = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            s += int(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]))
-    return s / (n * (n - 1) / 2)
-
-
-def decode_order(next_logits: np.ndarray, start_logits: np.ndarray, n: int) -> list[int]:
-    """Greedy reading order of slots 0..n-1: best first panel, then best unvisited next."""
-    seq = [int(np.argmax(start_logits[:n]))]
-    seen = np.zeros(n, dtype=bool)
-    seen[seq[0]] = True
-    while len(seq) < n:
-        row = np.where(seen, -np.inf, next_logits[seq[-1], :n])
-        seq.append(int(np.argmax(row)))
-        seen[seq[-1]] = True
-    return seq
-
-
-def _ranks(seq: list[int]) -> list[int]:
-    out = [0] * len(seq)
-    for rank, slot in enumerate(seq):
-        out[slot] = rank
-    return out
-
-
-def _successors(seq: list[int], end: int) -> list[int]:
-    out = [end] * len(seq)
-    for a, b in itertools.pairwise(seq):
-        out[a] = b
-    return out
-
-
-def score_batch(
-    out: dict[str, torch.Tensor], batch: Batch, rtl: bool, tally: dict[str, float]
-) -> None:
-    """Add this batch's metric sums to `tally` (see `finalize`)."""
-    nxt = out["next_logits"].float().cpu().numpy()
-    start = out["start_logits"].float().cpu().numpy()
-    target = batch.next_target.cpu().numpy()
-    position = batch.position.cpu().numpy()
-    end = nxt.shape[1]
-    for row, meta in enumerate(batch.pages):
-        n = len(meta.boxes)
-        tally["pages"] += 1
-        tally["panels"] += n
-        if n < 2:
-            tally["pages_single_panel" if n else "pages_no_panels"] += 1
-            continue
-        truth_seq = [int(s) for s in np.argsort(position[row, :n])]
-        truth_next = [int(t) for t in target[row, :n]]
-        cand = np.concatenate([nxt[row, :, :n], nxt[row, :, end:]], axis=1)[:n]
-        pred_next = [int(k) if k < n else end for k in cand.argmax(1)]
-        heur_seq = dataspec.reading_order(meta.boxes, rtl=rtl)
-        heur_next = _successors(heur_seq, end)
-        model_seq = decode_order(nxt[row], start[row], n)
-        tally["pages_scored"] += 1
-        tally["panels_scored"] += n
-        tally["next_correct"] += sum(p == t for p, t in zip(pred_next, truth_next, strict=True))
-        tally["heuristic_next_correct"] += sum(
-            h == t for h, t in zip(heur_next, truth_next, strict=True)
-        )
-        tally["chance_next_correct"] += 1.0  # n panels, each 1/n: n-1 others + end
-        tally["order_exact"] += float(model_seq == truth_seq)
-        tally["heuristic_order_exact"] += float(heur_seq == truth_seq)
-        tally["chance_order_exact"] += 1.0 / math.factorial(n)
-        truth_rank = _ranks(truth_seq)
-        tally["kendall_tau"] += kendall_tau(_ranks(model_seq), truth_rank)
-        tally["heuristic_kendall_tau"] += kendall_tau(_ranks(heur_seq), truth_rank)
-    if batch.pairs.shape[0]:
-        pred = out["order_logits"].argmax(-1).cpu()
-        tally["pairs"] += batch.pairs.shape[0]
-        tally["pairs_correct"] += float((pred == batch.pairs[:, 2].cpu()).sum())
-
-
-def finalize(tally: dict[str, float]) -> dict[str, float]:
-    """Metric sums → rates (NaN where nothing was scored)."""
-
-    def rate(num: str, den: str) -> float:
-        return tally[num] / tally[den] if tally.get(den) else float("nan")
-
-    metrics = {
-        "next_panel_acc": rate("next_correct", "panels_scored"),
-        "chance_next_panel_acc": rate("chance_next_correct", "panels_scored"),
-        "heuristic_next_panel_acc": rate("heuristic_next_correct", "panels_scored"),
-        "order_exact": rate("order_exact", "pages_scored"),
-        "chance_order_exact": rate("chance_order_exact", "pages_scored"),
-        "heuristic_order_exact": rate("heuristic_order_exact", "pages_scored"),
-        "kendall_tau": rate("kendall_tau", "pages_scored"),
-        "chance_kendall_tau": 0.0 if tally.get("pages_scored") else float("nan"),
-        "heuristic_kendall_tau": rate("heuristic_kendall_tau", "pages_scored"),
-        "page_order_acc": rate("pairs_correct", "pairs"),
-    }
-    for key in ("next", "mpm", "order", "total"):
-        if tally.get("loss_batches"):
-            metrics[f"loss_{key}"] = tally[f"loss_{key}"] / tally["loss_batches"]
-    for key in (
-        "pages",
-        "pages_scored",
-        "panels_scored",
-        "pairs",
-        "pages_skipped",
-        "pages_single_panel",
-        "pages_no_panels",
-    ):
-        metrics[key] = int(tally.get(key, 0))
-    return metrics
-
-
-TALLY_KEYS = (
-    "pages",
-    "panels",
-    "pages_scored",
-    "panels_scored",
-    "pages_single_panel",
-    "pages_no_panels",
-    "next_correct",
-    "heuristic_next_correct",
-    "chance_next_correct",
-    "order_exact",
-    "heuristic_order_exact",
-    "chance_order_exact",
+__all__ = [
+    "LEFT_OUT",
+    "TALLY_KEYS",
+    "OrderLabels",
+    "TruthFile",
+    "decode_order",
+    "evaluate",
+    "evaluate_loader",
+    "finalize",
     "kendall_tau",
-    "heuristic_kendall_tau",
-    "pairs",
-    "pairs_correct",
-    "pages_skipped",
-    "loss_batches",
-    "loss_next",
-    "loss_mpm",
-    "loss_order",
-    "loss_total",
-)
-"""Every sum `evaluate_loader` keeps."""
+    "main",
+    "score_batch",
+    "unscored",
+]
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -208,6 +99,7 @@ def evaluate_loader(
     device: torch.device,
     *,
     rtl: bool,
+    labels: OrderLabels | None = None,
     weights: LossWeights | None = None,
     mask_ratio: float = 0.25,
     seed: int = 0,
@@ -215,12 +107,17 @@ def evaluate_loader(
     skipped: list[tuple[str, str, str]] | None = None,
     progress: Progress | None = None,
     skip_log: SkipLog | None = None,
+    per_page: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """Metric sums (and mean losses when `weights` is given) over a loader; call
-    `finalize` (after summing across ranks) to get rates. Skipped pages are counted
-    and, when `skipped` is given, listed there as (path, reason, kind), and logged through
-    `skip_log`; `progress` is advanced once per batch. The sums have the same keys on
-    every rank (for `distributed.sum_across`)."""
+    `finalize` (after summing across ranks) to get rates. `labels` says which pages are
+    scored for order and against what (default: `OrderLabels(loader.dataset)`, no truth
+    file). Skipped pages are counted and, when `skipped` is given, listed there as (path,
+    reason, kind), and logged through `skip_log`; `progress` is advanced once per batch;
+    `per_page` gets one record per loaded page. The sums have the same keys on every rank
+    (for `distributed.sum_across`)."""
+    if labels is None:
+        labels = OrderLabels(loader.dataset)
     was_training = model.training
     model.eval()
     tally: dict[str, float] = defaultdict(float, dict.fromkeys(TALLY_KEYS, 0.0))
@@ -246,24 +143,9 @@ def evaluate_loader(
             tally["loss_batches"] += 1
             for key, value in losses.items():
                 tally[f"loss_{key}"] += float(value)
-        score_batch(out, batch, rtl, tally)
+        score_batch(out, batch, rtl, tally, labels, per_page)
     model.train(was_training)
     return dict(tally)
-
-
-def unscored(metrics: dict[str, float], *, skipped: bool = False) -> str:
-    """Why loaded pages were not scored, e.g. "8 single-panel pages, nothing to order"
-    (and, with `skipped`, how many pages could not be used at all)."""
-    parts = []
-    if metrics["pages_single_panel"]:
-        n = metrics["pages_single_panel"]
-        parts.append(f"{n} single-panel page{'s' if n != 1 else ''}, nothing to order")
-    if metrics["pages_no_panels"]:
-        n = metrics["pages_no_panels"]
-        parts.append(f"{n} page{'s' if n != 1 else ''} without panels")
-    if skipped and metrics["pages_skipped"]:
-        parts.append(f"{metrics['pages_skipped']} skipped as unusable")
-    return "; ".join(parts)
 
 
 @click.command(name="training.evaluate", help=doc_help(__doc__), context_settings=CONTEXT)
@@ -280,7 +162,23 @@ def unscored(metrics: dict[str, float], *, skipped: bool = False) -> str:
     type=path_type(dir_okay=False),
     required=True,
     metavar="FILE",
-    help="Where to write the JSON report (metrics, counts, the first 100 skipped pages).",
+    help="Where to write the JSON report (metrics, counts, one entry per page, the first "
+    "100 skipped pages).",
+)
+@flag(
+    "truth",
+    type=path_type(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="A JSONL truth file: per page image (`image` relative to --image_root or "
+    "absolute, or `image_path`) the true panel boxes (`panels[].bbox` or `.box`, "
+    "[x, y, w, h]) in reading order; the pages it holds are graded against it.",
+)
+@flag(
+    "trust_unsourced_orders",
+    is_flag=True,
+    help="Also score pages whose reading_order has no reading_order_source (provenance "
+    "unknown: it may be the layout heuristic's own order).",
 )
 @flag("batch_size", type=click.IntRange(min=1), default=8, help="Pages per batch.")
 @flag(
@@ -303,12 +201,45 @@ def command(**params: Any) -> int:
     return evaluate(args_of(params))  # fmt: skip
 
 
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def table(metrics: dict[str, Any]) -> list[str]:
+    """The side-by-side lines: model, layout heuristic and chance on the scored pages,
+    and on the pages where the heuristic's order differs from the label."""
+    lines = [f"{'':26s} {'model':>9s} {'heuristic':>9s} {'chance':>9s}"]
+    blind = metrics["pages_blind"]
+    for prefix, title in (
+        ("", f"scored pages ({metrics['pages_scored']})"),
+        ("blind_", f"where the heuristic is blind ({blind} of {metrics['pages_scored']})"),
+    ):
+        lines.append(title)
+        if prefix and not blind:
+            lines.append("  (none: the heuristic's order is the label on every scored page)")
+            continue
+        for name in ("next_panel_acc", "order_exact", "kendall_tau"):
+            row = [_cell(metrics[f"{who}{prefix}{name}"]) for who in ("", "heuristic_", "chance_")]
+            lines.append(f"  {name:24s} {row[0]:>9s} {row[1]:>9s} {row[2]:>9s}")
+    lines.append(f"{'page_order_acc':26s} {_cell(metrics['page_order_acc']):>9s}")
+    sources = ", ".join(f"{n} {s}" for s, n in label_sources(metrics).items() if n)
+    lines.append(f"order labels: {sources or 'none'}")
+    return lines
+
+
 def evaluate(args: Args) -> int:
     """Evaluate a checkpoint, write the report, print the headline numbers; the status."""
     opened = open_checkpoint(args)
     if opened is None:
         return 1
     model, config, state, paths, device = opened
+    truth = None
+    if args.truth is not None:
+        try:
+            truth = TruthFile.read(args.truth, args.image_root)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     rtl = config.rtl if args.rtl is None else args.rtl
     if rtl != config.rtl:
         config = type(config)(**{**config.to_dict(), "rtl": rtl})
@@ -326,7 +257,9 @@ def evaluate(args: Args) -> int:
         num_workers=args.num_workers,
         collate_fn=Collate(config.max_panels),
     )
+    labels = OrderLabels(dataset, truth=truth, trust_unsourced=args.trust_unsourced_orders)
     skipped: list[tuple[str, str, str]] = []
+    per_page: list[dict[str, Any]] = []
     skip_log = SkipLog(log)
     bar = Progress(len(sampler), "evaluate", enabled=args.progress)
     tally = evaluate_loader(
@@ -334,10 +267,12 @@ def evaluate(args: Args) -> int:
         loader,
         device,
         rtl=rtl,
+        labels=labels,
         seed=args.seed,
         skipped=skipped,
         progress=bar,
         skip_log=skip_log,
+        per_page=per_page,
     )
     bar.close()
     metrics = finalize(tally)
@@ -346,9 +281,7 @@ def evaluate(args: Args) -> int:
         skip_log.summary("not written: nothing was scored")
         first = first_reasons([r for _, r, _ in skipped])
         print(
-            f"error: {source}: no page could be scored ({len(paths)} found: "
-            f"{unscored(metrics, skipped=True)}){f'; first: {first}' if first else ''}. "
-            "No report written.",
+            f"error: {nothing_scored(source, len(paths), metrics, first)}. No report written.",
             file=sys.stderr,
         )
         return 1
@@ -360,23 +293,22 @@ def evaluate(args: Args) -> int:
         "source": json_text(str(source)),
         "pages_found": len(paths),
         "rtl": rtl,
+        "truth": None if args.truth is None else json_text(str(args.truth)),
+        "trust_unsourced_orders": bool(args.trust_unsourced_orders),
+        "left_out": left_out(metrics),
+        "label_sources": label_sources(metrics),
         "skipped": [
             {"path": json_text(p), "reason": json_text(r), "kind": k} for p, r, k in skipped[:100]
+        ],
+        "per_page": [
+            {**r, "json_path": json_text(r["json_path"]), "image": json_text(r["image"])}
+            for r in per_page
         ],
     }
     atomic_write_bytes(
         args.report, orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     )
-    for key in (
-        "next_panel_acc",
-        "chance_next_panel_acc",
-        "heuristic_next_panel_acc",
-        "order_exact",
-        "kendall_tau",
-        "page_order_acc",
-    ):
-        value = metrics[key]
-        print(f"{key:26s} {'n/a (no page pairs)' if math.isnan(value) else f'{value:.4f}'}")
+    print("\n".join(table(metrics)))
     why = unscored(metrics)
     print(
         f"pages {metrics['pages']} scored {metrics['pages_scored']} "

@@ -73,6 +73,14 @@ from .data import (
 from .evaluate import evaluate_loader, finalize
 from .losses import LossWeights, closure_losses
 from .model import build_model, sample_mpm_mask
+from .order_eval import (
+    OrderLabels,
+    TruthFile,
+    label_sources,
+    left_out,
+    no_independent_labels,
+    unscored,
+)
 from .progress import Progress
 from .rundir import (
     earlier_run,
@@ -235,6 +243,7 @@ def train(args: Args, info: distributed.DistInfo) -> None:
         "allow_truncated": not args.strict_images,
         "strict_paths": args.strict_paths,
         "max_json_bytes": args.max_json_bytes,
+        "order_labels": args.order_labels,
     }
     train_ds = PageDataset([paths[i] for i in train_idx], **loading)
     val_ds = PageDataset([paths[i] for i in val_idx], **loading)
@@ -247,6 +256,7 @@ def train(args: Args, info: distributed.DistInfo) -> None:
     )
     train_loader = _loader(train_ds, train_sampler, args, device, persistent=True)
     val_loader = _loader(val_ds, val_sampler, args, device, persistent=False)
+    val_labels = _order_labels(val_ds, args)
 
     torch.manual_seed(args.seed)
     try:
@@ -266,7 +276,11 @@ def train(args: Args, info: distributed.DistInfo) -> None:
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     weights = LossWeights(
-        args.next_weight, args.mask_weight, args.order_weight, args.mask_temperature
+        args.next_weight,
+        args.mask_weight,
+        args.order_weight,
+        args.mask_temperature,
+        args.direction_weight,
     )
     # what a mid-epoch checkpoint's batch position means: the same batches only under the
     # same batch size, seed, world size and training pages
@@ -394,6 +408,7 @@ def train(args: Args, info: distributed.DistInfo) -> None:
 
     skip_log = SkipLog(log, enabled=info.is_main)
     skips_csv = out_dir / "skipped_pages.csv"
+    said_no_labels = False
 
     def skip_summary() -> None:
         kinds = [kind for _, kind in all_skips.values()]
@@ -491,6 +506,7 @@ def train(args: Args, info: distributed.DistInfo) -> None:
             autocast=autocast(),
             skipped=val_skips,
             skip_log=skip_log,
+            labels=val_labels,
         )
         val = finalize(distributed.sum_across(val_tally, info))
         listed = (stats.skips, stats.lenient, [(p, [r, k]) for p, r, k in val_skips])
@@ -509,13 +525,16 @@ def train(args: Args, info: distributed.DistInfo) -> None:
             "lr": scheduler.get_last_lr()[0],
             "train": {
                 k: train_sums.get(f"loss_{k}", 0.0) / batches
-                for k in ("next", "mpm", "order", "total")
+                for k in ("next", "mpm", "order", "direction", "total")
             },
             "val": val,
             "pages": int(train_sums.get("pages", 0)),
             "pages_per_s": train_sums.get("pages", 0.0) / max(seconds, 1e-9),
             "pages_skipped": int(train_sums.get("pages_skipped", 0)),
             "val_pages_skipped": val["pages_skipped"],
+            "val_order_pages": val["pages_scored"],
+            "val_order_left_out": left_out(val),
+            "val_order_label_sources": label_sources(val),
             "truncated_images": int(train_sums.get("truncated_images", 0)),
             "lenient_pages": int(train_sums.get("lenient_pages", 0)),
             "zero_panel_pages": int(train_sums.get("zero_panel_pages", 0)),
@@ -553,23 +572,64 @@ def train(args: Args, info: distributed.DistInfo) -> None:
             if all_lenient:
                 write_lenient(out_dir / "lenient_pages.csv", all_lenient)
             tracker.log(_flat(record), step)
+            if no_independent_labels(val) and not said_no_labels:
+                said_no_labels = True
+                log.warning(
+                    "validation: no page has an order independent of the layout heuristic "
+                    "(%d pages: %s), so reading order is not graded (grading the heuristic "
+                    "against its own order says nothing); give validation pages with "
+                    "reading_order_source vlm/truth",
+                    val["pages"],
+                    unscored(val),
+                )
             log.info(
-                "epoch %d: loss %.4f (next %.4f mpm %.4f order %.4f) | val next-panel acc %.3f "
-                "(chance %.3f, heuristic %.3f) | %.1f pages/s | %d skipped",
+                "epoch %d: loss %.4f (next %.4f mpm %.4f order %.4f) | %s | %.1f pages/s "
+                "| %d skipped",
                 epoch + 1,
                 record["train"]["total"],
                 record["train"]["next"],
                 record["train"]["mpm"],
                 record["train"]["order"],
-                val["next_panel_acc"],
-                val["chance_next_panel_acc"],
-                val["heuristic_next_panel_acc"],
+                _val_order(val),
                 record["pages_per_s"],
                 record["pages_skipped"] + record["val_pages_skipped"],
             )
         distributed.barrier(info)
     skip_summary()
     tracker.close()
+
+
+def _order_labels(dataset: PageDataset, args: Args) -> OrderLabels:
+    """Validation's order grading (`training.order_eval`): pages whose order is
+    independent of the layout heuristic; a truth file and unsourced orders when the run's
+    flags give them (`truth`, `trust_unsourced_orders`)."""
+    truth = None
+    truth_path = getattr(args, "truth", None)
+    if truth_path is not None:
+        try:
+            truth = TruthFile.read(truth_path, args.image_root)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    trust = bool(getattr(args, "trust_unsourced_orders", False))
+    return OrderLabels(dataset, truth=truth, trust_unsourced=trust)
+
+
+def _val_order(val: dict[str, Any]) -> str:
+    """The epoch line's validation order numbers: model against heuristic and chance on
+    the independently labelled pages, or why there are none."""
+    if not val["pages_scored"]:
+        return f"val order: none graded ({unscored(val, skipped=True) or 'no pages'})"
+    text = (
+        f"val next-panel acc {val['next_panel_acc']:.3f} (heuristic "
+        f"{val['heuristic_next_panel_acc']:.3f}, chance {val['chance_next_panel_acc']:.3f}; "
+        f"{val['pages_scored']} pages"
+    )
+    if val["pages_blind"]:
+        text += (
+            f", heuristic blind on {val['pages_blind']}: model "
+            f"{val['blind_next_panel_acc']:.3f} vs {val['heuristic_blind_next_panel_acc']:.3f}"
+        )
+    return text + ")"
 
 
 def _flat(record: dict[str, Any]) -> dict[str, float]:

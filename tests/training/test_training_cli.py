@@ -348,7 +348,8 @@ def _single_panel_pages(held_out: SyntheticCorpus, root: Path, copy_page: Any, n
     (pages / "Single").mkdir()
     for k, src in enumerate(held_out.pages[:n]):
         panel = dataspec.load(src).panels[0]
-        copy_page(src, pages / "Single" / f"{k + 1:04d}.json", panels=[panel], reading_order=None)
+        single = pages / "Single" / f"{k + 1:04d}.json"
+        copy_page(src, single, panels=[panel], reading_order=None, reading_order_source=None)
     return pages
 
 
@@ -371,6 +372,8 @@ def test_evaluate_summary_says_why_pages_were_not_scored(
         "--report",
         str(report),
         "--no_progress",
+        "--truth",  # orders independent of the layout heuristic: the generator's truth
+        str(held_out.image_root.parent / "truth.jsonl"),
     ]
     assert evaluate_main(argv) == 0
     out = capsys.readouterr().out
@@ -398,6 +401,7 @@ def test_evaluate_and_embed_show_progress_unless_asked_not_to(
 ) -> None:
     common = ["--checkpoint", str(trained / "best.pt"), *_source(held_out)]
     report = ["--report", str(tmp_path / "r.json")]
+    report += ["--truth", str(held_out.image_root.parent / "truth.jsonl")]
     emb = ["--output_dir", str(tmp_path / "emb")]
     assert evaluate_main([*common, *report]) == 0
     assert re.search(r"evaluate \[#+\] \d+/\d+", capsys.readouterr().err)

@@ -48,10 +48,15 @@ def test_evaluate_report_on_held_out_pages(
         str(held_out.image_root),
         "--report",
         str(report_path),
+        "--truth",
+        str(held_out.image_root.parent / "truth.jsonl"),
     ]
     assert evaluate_main(argv) == 0
     report = json.loads(report_path.read_text())
     assert report["pages"] == 12 and report["pages_skipped"] == 0
+    # every page with panels to order is graded against the generator's truth
+    multi = sum(len(dataspec.load(p).panels) >= 2 for p in held_out.pages)
+    assert report["pages_scored"] == report["label_sources"]["truth_file"] == multi
     for key in (
         "next_panel_acc",
         "order_exact",
@@ -66,8 +71,19 @@ def test_evaluate_report_on_held_out_pages(
     assert report["chance_next_panel_acc"] == pytest.approx(
         report["pages_scored"] / report["panels_scored"]
     )
-    # Synthetic layouts are what dataspec's heuristic was built for.
-    assert report["heuristic_next_panel_acc"] == 1.0
+    # Synthetic left-to-right layouts are what dataspec's heuristic was built for: on
+    # those pages it is exactly right; on right-to-left ones (read with --ltr, the run's
+    # direction) it is blind, and those are the pages the blind_* metrics cover.
+    direction = {}
+    for line in (held_out.image_root.parent / "truth.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        direction[str(held_out.image_root / rec["image"])] = rec.get("direction", "ltr")
+    scored = [r for r in report["per_page"] if r["label_source"] is not None]
+    for r in scored:
+        if direction[r["image"]] == "ltr":
+            assert r["heuristic_next_correct"] == r["panels_scored"], r
+            assert r["heuristic_order"] == r["label_order"] and not r["heuristic_blind"]
+    assert report["pages_blind"] == sum(r["heuristic_blind"] for r in scored)
     # Three tiny epochs on 18 pages already beat chance on unseen pages.
     assert report["next_panel_acc"] > report["chance_next_panel_acc"] + 0.1
 
@@ -90,10 +106,13 @@ def test_evaluate_lists_skipped_pages_and_reads_a_list_file(
         str(held_out.image_root),
         "--report",
         str(report_path),
+        "--truth",
+        str(held_out.image_root.parent / "truth.jsonl"),
     ]
     assert evaluate_main(argv) == 0
     report = json.loads(report_path.read_text())
     assert report["pages"] == 1 and report["pages_skipped"] == 1
+    assert report["pages_scored"] == 1
     assert "gone.json" in report["skipped"][0]["reason"]
 
 

@@ -433,10 +433,18 @@ def test_evaluate_and_embed_use_an_old_checkpoint_and_mark_text_states(
 
     source = ["--json_dir", str(pages.pages_dir), "--image_root", str(pages.image_root)]
     report = tmp_path / "report.json"
-    assert (
-        evaluate_main(["--checkpoint", str(old_checkpoint), *source, "--report", str(report)]) == 0
+    # the pages have no reading_order: their true order (the boxes as listed) comes from
+    # a truth file in the held-out benchmarks' format
+    truth = tmp_path / "truth.jsonl"
+    image = str(pages.image_root / "Book" / "0001.jpg")
+    truth.write_text(
+        json.dumps({"image_path": image, "panels": [{"box": list(b)} for b in BOXES]}) + "\n",
+        encoding="utf-8",
     )
+    argv = ["--checkpoint", str(old_checkpoint), *source, "--report", str(report)]
+    assert evaluate_main([*argv, "--truth", str(truth)]) == 0
     assert json.loads(report.read_text())["pages"] == 2
+    assert json.loads(report.read_text())["pages_scored"] == 2
     assert "predates" in capsys.readouterr().err
     emb = tmp_path / "emb"
     assert embed_main(["--checkpoint", str(old_checkpoint), *source, "--output_dir", str(emb)]) == 0
