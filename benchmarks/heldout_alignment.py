@@ -128,7 +128,10 @@ SERIES_SPECS = (
 SHARES = {
     "disagree": (16, 14, 13, 12, 11, 12, 12, 3, 3, 2, 2),  # 10% right-to-left
     "rtl": (12, 10, 10, 10, 9, 9, 0, 10, 10, 10, 10),  # 40% right-to-left
+    "manga": (12, 10, 10, 10, 9, 9, 0, 10, 10, 10, 10),  # the same, manga drawn as manga
 }
+LOOKS = {"manga"}
+"""Kinds whose right-to-left series look like manga: screentone, vertical lettering."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ RATES = {
         vlm_merge=0.05, vlm_split=0.02, hallucinate=0.015, null_box_page=0.04,
     ),
 }  # fmt: skip
+RATES["manga"] = RATES["rtl"]
 DIFFICULTY = ("easy", "plain", "hard")
 DIFFICULTY_WEIGHTS = (20, 45, 35)
 DIFFICULTY_FACTOR = {"easy": 0.3, "plain": 1.0, "hard": 2.0}
@@ -322,7 +326,10 @@ def adjacent_pairs(boxes: Sequence[Box], gap: int) -> set[tuple[int, int]]:
 # --------------------------------------------------------------------------------------
 
 
-def _content(rng: random.Random, boxes: list[Box], picker: hp._LinePicker) -> list[TPanel]:
+def _content(
+    rng: random.Random, boxes: list[Box], picker: hp._LinePicker, vertical: bool = False
+) -> list[TPanel]:
+    """True panels' content; `vertical`: lettering in tall columns (manga)."""
     panels = []
     for box in boxes:
         p = TPanel(box)
@@ -340,7 +347,8 @@ def _content(rng: random.Random, boxes: list[Box], picker: hp._LinePicker) -> li
             )
             text = picker.pick(pool)
             if text is not None:
-                tbox = hp._inner_box(rng, box, (0.2, 0.5), (0.06, 0.18))
+                fw, fh = (0.2, 0.5), (0.06, 0.18)
+                tbox = hp._inner_box(rng, box, *((fh, fw) if vertical else (fw, fh)))
                 p.lines.append(Line(text, bucket, label, speaker, tbox))
         who = p.characters[0][0] if p.characters and rng.random() < 0.5 else rng.choice(hp.WHO)
         p.description = f"{who} {rng.choice(hp.DOES)} {rng.choice(hp.WHERE)}."
@@ -681,7 +689,8 @@ def make_page(job: Job) -> dict[str, Json]:
         boxes = [(w - x - bw, y, bw, bh) for x, y, bw, bh in boxes]
     series = hp.Series(job.name, job.lang, job.upper, w, h)
     picker = hp._LinePicker(rng, series)
-    panels = _content(rng, boxes, picker)
+    manga = job.rtl and job.kind in LOOKS
+    panels = _content(rng, boxes, picker, vertical=manga)
     adj = adjacent_pairs(boxes, gap)
     # one difficulty for both readers (dense, busy pages confound both), the VLM's redrawn
     # on a quarter of the pages
@@ -710,7 +719,7 @@ def make_page(job: Job) -> dict[str, Json]:
         )
         for p in panels
     ]
-    hp._draw(image_path, size, drawn, f"align-draw:{job.seed}:{job.index}")
+    hp._draw(image_path, size, drawn, f"align-draw:{job.seed}:{job.index}", manga=manga)
     with open(vlm_path, "w", encoding="utf-8") as fh:
         json.dump(
             reply, fh, ensure_ascii=rng.random() < 0.15, indent=2 if rng.random() < 0.6 else None

@@ -1071,9 +1071,12 @@ def _detections(
     return out
 
 
-def _draw(path: str, size: tuple[int, int], panels: list[TruePanel], seed: str) -> None:
+def _draw(
+    path: str, size: tuple[int, int], panels: list[TruePanel], seed: str, manga: bool = False
+) -> None:
     """A plain drawn page: tinted panels with borders, figures, faces, balloons with strokes
-    of lettering, caption boxes, red sfx strokes."""
+    of lettering, caption boxes, red sfx strokes. `manga`: grey panels under a dot
+    screentone, lettering in vertical columns."""
     from PIL import Image, ImageDraw
 
     rng = random.Random(seed)
@@ -1082,7 +1085,17 @@ def _draw(path: str, size: tuple[int, int], panels: list[TruePanel], seed: str) 
     for p in panels:
         x, y, w, h = p.box
         tint = tuple(rng.randint(170, 235) for _ in range(3))
-        draw.rectangle([x, y, x + w, y + h], fill=tint, outline=(10, 10, 10), width=3)
+        if manga:
+            grey = rng.randint(200, 235)
+            draw.rectangle([x, y, x + w, y + h], fill=(grey,) * 3, outline=(10, 10, 10), width=3)
+            step = rng.choice((5, 6, 7))
+            dot = (grey - rng.randint(70, 110),) * 3
+            for yy in range(y + 4, y + h - 3, step):
+                off = (yy // step) % 2 * (step // 2)
+                for xx in range(x + 4 + off, x + w - 3, step):
+                    draw.point([(xx, yy), (xx + 1, yy), (xx, yy + 1), (xx + 1, yy + 1)], fill=dot)
+        else:
+            draw.rectangle([x, y, x + w, y + h], fill=tint, outline=(10, 10, 10), width=3)
         for _, (cx, cy, cw, ch) in p.characters:
             draw.rectangle([cx, cy + ch // 4, cx + cw, cy + ch], fill=(90, 80, 110))
         for _, (fx, fy, fw, fh) in p.faces:
@@ -1096,9 +1109,13 @@ def _draw(path: str, size: tuple[int, int], panels: list[TruePanel], seed: str) 
                 ink = (200, 20, 20)
             else:
                 draw.ellipse([lx, ly, lx + lw, ly + lh], fill=(255, 255, 255), outline=ink, width=2)
-            for k in (1, 2):  # strokes of lettering
-                yy = ly + k * lh // 3
-                draw.line([lx + lw // 5, yy, lx + lw * 4 // 5, yy], fill=ink, width=2)
+            for k in (1, 2):  # strokes of lettering (columns, in manga)
+                if manga:
+                    xx = lx + k * lw // 3
+                    draw.line([xx, ly + lh // 5, xx, ly + lh * 4 // 5], fill=ink, width=2)
+                else:
+                    yy = ly + k * lh // 3
+                    draw.line([lx + lw // 5, yy, lx + lw * 4 // 5, yy], fill=ink, width=2)
     image.save(path, quality=70)
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 PY = sys.executable
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     run(
         [PY, "-m", "training.evaluate", "--checkpoint", str(run_dir / "best.pt"),
          "--json_list_file", str(held_listing), "--image_root", str(held_corpus / "images"),
-         "--report", str(report)]
+         "--truth", str(held_corpus / "truth.jsonl"), "--report", str(report)]
     )  # fmt: skip
 
     pages = [line for line in listing.read_text("utf-8").splitlines() if line.strip()]
@@ -114,6 +115,40 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name:48s} {where}")
     keys = ("next_panel_acc", "chance_next_panel_acc", "heuristic_next_panel_acc", "order_exact")
     print("  held-out: " + ", ".join(f"{k}={_get(model, metrics, k)}" for k in keys))
+    print(headline(metrics, held_corpus))
+
+
+def headline(metrics: dict[str, Any], corpus: Path) -> str:
+    """Next-panel accuracy of the model and the layout heuristic on the held-out pages, by
+    reading direction, graded against the generator's true orders (`--truth`)."""
+    direction: dict[str, str] = {}
+    with open(corpus / "truth.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            image = str((corpus / "images" / rec["image"]).resolve())
+            direction[image] = rec.get("direction", "ltr")
+    tally: dict[str, list[int]] = {}
+    for entry in metrics.get("per_page", []):
+        n = entry.get("panels_scored") or 0
+        if not n:
+            continue
+        d = direction.get(str(Path(entry["image"]).resolve()), "?")
+        t = tally.setdefault(d, [0, 0, 0, 0])
+        t[0] += 1
+        t[1] += n
+        t[2] += entry["model_next_correct"]
+        t[3] += entry["heuristic_next_correct"]
+    lines = [
+        "  reading order on held-out pages, graded against the true orders (never trained on):"
+    ]
+    for d, name in (("rtl", "right to left (manga, no flag)"), ("ltr", "left to right")):
+        if d in tally:
+            pages, n, model, heur = tally[d]
+            lines.append(
+                f"    {name:32s} {pages:4d} pages: model {model / n:.3f}, "
+                f"layout heuristic {heur / n:.3f} (next-panel accuracy)"
+            )
+    return "\n".join(lines)
 
 
 def _get(model: dict[str, object], metrics: dict[str, object], key: str) -> str:

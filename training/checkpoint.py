@@ -26,11 +26,17 @@ log = logging.getLogger(__name__)
 
 ADDED_PARAMETERS = {
     "atomizer.text_state.weight": "the text-state embedding (text present / none / unknown)",
+    "next_head.prior": "the weights of the layout heuristic's candidate orders",
+    "next_head.direction.0.weight": "the reading-direction head",
+    "next_head.direction.0.bias": "the reading-direction head",
+    "next_head.direction.2.weight": "the reading-direction head",
+    "next_head.direction.2.bias": "the reading-direction head",
 }
 """Parameters newer than some checkpoints of this format, and what they are. A checkpoint
-without them loads with them at zero (`load_model_state`): for panels with text the model
-then computes exactly what it did before; panels without text (known-empty or unknown)
-get no state marker until it is trained, and their text input is masked either way."""
+without them loads with them at zero (`load_model_state`), so the model computes what it
+did before: for panels with text exactly so (panels without text, known-empty or unknown,
+get no state marker until trained, and their text input is masked either way), and the
+candidate orders weigh nothing."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -174,15 +180,25 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, Any], where: str
 
 def note_added(where: str, added: list[str]) -> None:
     """Log that a checkpoint predates `added` parameters and what was done about it."""
-    if added:
-        log.warning(
-            "%s predates %s: loaded with %s at zero (panels with text compute as before; "
-            "panels without text, known-empty or unknown, get no text-state marker until "
-            "trained, and their text input is masked either way)",
-            where,
-            "; ".join(ADDED_PARAMETERS[k] for k in added),
-            ", ".join(added),
+    if not added:
+        return
+    what = list(dict.fromkeys(ADDED_PARAMETERS[k] for k in added))
+    effects = []
+    if "atomizer.text_state.weight" in added:
+        effects.append(
+            "panels with text compute as before; panels without text, known-empty or "
+            "unknown, get no text-state marker until trained, and their text input is "
+            "masked either way"
         )
+    if any(k.startswith("next_head.") for k in added):
+        effects.append("the reading order ignores the layout candidates until trained")
+    log.warning(
+        "%s predates %s: loaded with %s at zero (%s)",
+        where,
+        "; ".join(what),
+        ", ".join(added),
+        "; ".join(effects),
+    )
 
 
 def optimizer_state_for(

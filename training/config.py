@@ -28,7 +28,7 @@ class ModelConfig:
     dropout: float = 0.1
     image_size: int = 224
     """Panel crops are resized to image_size x image_size."""
-    max_panels: int = 12
+    max_panels: int = 16
     """Panels per page kept (the first ones in reading order); pages are padded to this."""
     crop_mode: CropMode = "letterbox"
     """letterbox: keep the panel's aspect and pad; stretch: resize to a square (the seed)."""

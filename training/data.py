@@ -55,6 +55,16 @@ IGNORE = -100
 MODALITIES = ("vision", "text", "layout")
 """The columns of `modality_mask`: a panel's crop, its lettered text, its box geometry."""
 
+LAYOUT = "layout"
+"""`PageMeta.order_source` of a page ordered by the layout heuristic (its own label)."""
+
+INDEPENDENT_ORDER_SOURCES = frozenset({"vlm", "truth"})
+"""Order sources independent of the layout heuristic: labels a model may learn order from
+and be graded against (`layout` is the heuristic itself, `model` a model's guess)."""
+
+ORDER_LABELS = ("independent", "any")
+"""`PageDataset(order_labels=...)`: which pages' orders are training targets."""
+
 TEXT_STATES = ("present", "none", "unknown")
 """Names of the `text_state` values, by value."""
 TEXT_PRESENT, TEXT_NONE, TEXT_UNKNOWN = 0, 1, 2
@@ -328,6 +338,9 @@ class PageMeta:
     decode_scale: int = 1
     notes: tuple[str, ...] = ()
     """Codes of the lenient load's notes (what was coerced or dropped); empty when strict."""
+    order_source: str | None = LAYOUT
+    """Where the page's order labels come from: its `reading_order_source`, `LAYOUT`
+    when it has no `reading_order` (the heuristic's), None for an order of unknown source."""
 
 
 @dataclass
@@ -349,6 +362,14 @@ class PageItem:
     modality_mask: torch.Tensor
     """(n, 3) bool, columns `MODALITIES`: which inputs the model may use. Vision and layout
     are always on; text only for `TEXT_PRESENT` (an empty or unknown text is never fed)."""
+    candidates: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 2), dtype=torch.int64))
+    """(n, 2) int64: each slot's rank in the layout heuristic's order read left to right and
+    read right to left (the two candidate orders the model weighs by the page's look)."""
+    order_label: bool = True
+    """The page's order is a training target (see `PageDataset(order_labels=...)`)."""
+    direction: int = IGNORE
+    """0: the label order is the left-to-right candidate, 1: the right-to-left one;
+    `IGNORE` when it is both, neither, or no target."""
 
 
 def panel_text(panel: dataspec.Panel) -> tuple[str, int]:
@@ -409,6 +430,7 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
     With `strict_paths`, images are resolved with `ImageResolver(image_root, confine=True)`:
     a page whose image resolves outside the image roots (an absolute path elsewhere, `..`,
     a symlink leading out) is skipped. Page files over `max_json_bytes` are skipped unread.
+    `order_labels` chooses the pages whose order is a training target (`ORDER_LABELS`).
     """
 
     def __init__(
@@ -425,7 +447,10 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         reducing_gap: float | None = None,
         strict_paths: bool = False,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+        order_labels: str = "independent",
     ) -> None:
+        if order_labels not in ORDER_LABELS:
+            raise ValueError(f"order_labels must be one of {ORDER_LABELS}, got {order_labels!r}")
         if strict_paths and not dataspec.ImageResolver(image_root).roots:
             raise ValueError("strict_paths needs an image root to confine images to")
         self.paths = [str(p) for p in paths]
@@ -440,6 +465,9 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         self.reducing_gap = reducing_gap
         self.strict_paths = strict_paths
         self.max_json_bytes = max_json_bytes
+        self.order_labels = order_labels
+        """`independent`: only pages ordered by a source in `INDEPENDENT_ORDER_SOURCES`
+        are order targets; `any`: every page (the heuristic's orders included)."""
         self.tokenizer = HashTokenizer(config.vocab_size, config.max_tokens)
         self._resolver: dataspec.ImageResolver | None = None
 
@@ -558,6 +586,9 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         texts = [text for text, _ in read]
         text_state = torch.tensor([state for _, state in read], dtype=torch.int64)
         boxes = [crops.boxes[p] for p in position]
+        source = _order_source(page)
+        labelled = self.order_labels == "any" or source in INDEPENDENT_ORDER_SOURCES
+        candidates, direction = order_candidates(crops.boxes, position)
         meta = PageMeta(
             index=index,
             json_path=path,
@@ -571,6 +602,7 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             lenient=lenient,
             decode_scale=crops.scale,
             notes=notes or (),
+            order_source=source,
         )
         pixels = torch.from_numpy(crops.pixels[position]).permute(0, 3, 1, 2).contiguous()
         return PageItem(
@@ -582,7 +614,33 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             torch.from_numpy(position.astype(np.int64)),
             text_state,
             modality_mask(text_state),
+            candidates,
+            labelled,
+            direction if labelled else IGNORE,
         )
+
+
+def _order_source(page: dataspec.Page) -> str | None:
+    if page.reading_order is None:
+        return LAYOUT
+    return page.reading_order_source
+
+
+def order_candidates(boxes: Sequence[Box], position: np.ndarray) -> tuple[torch.Tensor, int]:
+    """((n, 2) rank of each slot's panel in the layout order read left to right and right
+    to left, the label's direction: 0 / 1 when the label order (`boxes` are in it) is only
+    the left-to-right / right-to-left candidate, else `IGNORE`).
+
+    `position[s]` is the label position of the panel in slot `s`."""
+    n = len(boxes)
+    ranks = np.zeros((n, 2), dtype=np.int64)
+    same = []
+    for col, rtl in enumerate((False, True)):
+        order = dataspec.reading_order(list(boxes), rtl=rtl)
+        ranks[order, col] = np.arange(n)
+        same.append(order == list(range(n)))
+    direction = 0 if same[0] and not same[1] else 1 if same[1] and not same[0] else IGNORE
+    return torch.from_numpy(ranks[position]), direction
 
 
 def _log_unexpected(path: str, exc: Exception) -> None:
@@ -638,6 +696,14 @@ class Batch:
     may use for each panel; text is off unless the panel has known, non-empty text (so
     the tokens of an empty or unknown text never reach the model); all off in padding."""
     skipped: list[SkippedPage] = field(default_factory=list)
+    candidates: torch.Tensor = field(
+        default_factory=lambda: torch.zeros((0, 0, 2), dtype=torch.int64)
+    )
+    """(B, P, 2) int64: each slot's rank in the left-to-right and right-to-left layout
+    orders; -1 in padding."""
+    direction: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+    """(B,) int64: 0 / 1 when the page's order label is the left-to-right / right-to-left
+    candidate only, else `IGNORE`."""
 
     def __len__(self) -> int:
         return len(self.pages)
@@ -691,6 +757,8 @@ def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
     first_target = torch.full((b,), IGNORE, dtype=torch.int64)
     text_state = torch.full((b, p), -1, dtype=torch.int64)
     modalities = torch.zeros((b, p, len(MODALITIES)), dtype=torch.bool)
+    candidates = torch.full((b, p, 2), -1, dtype=torch.int64)
+    direction = torch.full((b,), IGNORE, dtype=torch.int64)
     for row, item in enumerate(pages):
         n = item.position.numel()
         comp[row, :n] = item.comp
@@ -698,7 +766,10 @@ def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
         position[row, :n] = item.position
         text_state[row, :n] = item.text_state
         modalities[row, :n] = item.modality_mask
-        if n >= 2:
+        if item.candidates.shape[0] == n:
+            candidates[row, :n] = item.candidates
+        direction[row] = item.direction
+        if n >= 2 and item.order_label:
             slot_of = torch.empty(n, dtype=torch.int64)
             slot_of[item.position] = torch.arange(n)
             nxt = item.position + 1
@@ -726,6 +797,8 @@ def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
         text_state=text_state,
         modality_mask=modalities,
         skipped=skipped,
+        candidates=candidates,
+        direction=direction,
     )
 
 

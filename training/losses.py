@@ -12,7 +12,14 @@ Unlike the seed, every term carries a learning signal:
   panel whose text is unknown (`text_known: false`) is no target: its content has no text
   part to predict, so it is left out of the loss (it stays a negative for the others: its
   content is its crop and the "unknown" state marker, never an empty-text feature);
-- page order: 3-way cross-entropy on real page pairs (forward / swapped / other book).
+- page order: 3-way cross-entropy on real page pairs (forward / swapped / other book);
+- reading direction: binary cross-entropy of the page's right-to-left belief on the pages
+  whose order label is exactly one of the two layout candidates (left to right or right to
+  left): what the page looks like must tell which holds.
+
+Order targets (next panel, direction) come only from pages whose labels the dataset marks
+as targets (`PageDataset(order_labels=...)`: by default orders independent of the layout
+heuristic), so a model is never taught to copy the heuristic.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class LossWeights:
     mpm: float = 0.5
     order: float = 0.25
     mpm_temperature: float = 0.1
+    direction: float = 1.0
 
 
 def _zero(out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -81,16 +89,30 @@ def page_order_loss(out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
     return F.cross_entropy(out["order_logits"].float(), batch.pairs[:, 2])
 
 
+def direction_loss(out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+    """Binary cross-entropy of the right-to-left belief on pages with a direction target."""
+    target = batch.direction
+    rows = target >= 0
+    if "direction_logits" not in out or not bool(rows.any()):
+        return _zero(out)
+    logits = out["direction_logits"][rows].float()
+    return F.binary_cross_entropy_with_logits(logits, target[rows].to(logits.dtype))
+
+
 def closure_losses(
     out: dict[str, torch.Tensor], batch: Batch, weights: LossWeights
 ) -> dict[str, torch.Tensor]:
-    """{"next", "mpm", "order"} (unweighted) and "total" (their weighted sum)."""
+    """{"next", "mpm", "order", "direction"} (unweighted) and "total" (their weighted sum)."""
     terms = {
         "next": next_panel_loss(out, batch),
         "mpm": masked_panel_loss(out, weights.mpm_temperature),
         "order": page_order_loss(out, batch),
+        "direction": direction_loss(out, batch),
     }
     terms["total"] = (
-        weights.next * terms["next"] + weights.mpm * terms["mpm"] + weights.order * terms["order"]
+        weights.next * terms["next"]
+        + weights.mpm * terms["mpm"]
+        + weights.order * terms["order"]
+        + weights.direction * terms["direction"]
     )
     return terms

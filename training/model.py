@@ -34,6 +34,14 @@ from .data import MODALITIES, TEXT_PRESENT, TEXT_UNKNOWN, Batch
 
 N_COMP = len(COMPOSITION_FEATURES)
 N_PAIR = 2 * N_COMP + 8
+N_LOOK = 10
+"""Look statistics per page (`look_features`)."""
+LOOK_GAIN = 8.0
+"""The look statistics enter the direction head at this gain: Adam moves a weight by about
+the learning rate per step whatever its input's scale, so a larger input is learnt in
+fewer steps (a few epochs of a few hundred pages, not dozens)."""
+PRIOR_WEIGHT = 3.0
+"""Initial weight of the layout heuristic's candidate orders in the next-panel scores."""
 
 
 def _mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -335,11 +343,45 @@ def pair_features(comp: torch.Tensor) -> torch.Tensor:
     return torch.cat([src, dst, rel], -1)
 
 
+def look_features(crops: torch.Tensor, panel_mask: torch.Tensor) -> torch.Tensor:
+    """(B, N_LOOK) what a page looks like, averaged over its panels' crops: colour (mean and
+    spread per channel, saturation) and texture (grey-level differences at one and two
+    pixels, and a Laplacian, on a log scale: screentone and hatching are fine texture, flat
+    colour is not), each scaled to about unit range. Fixed statistics, no weights: the
+    reading-direction head learns what they mean."""
+    b = panel_mask.shape[0]
+    out = torch.zeros((b, N_LOOK), device=panel_mask.device)
+    if crops.shape[0] == 0:
+        return out
+    x = crops.float() / 255.0
+    g = x.mean(1)
+    stats = [
+        x.mean((2, 3)),
+        x.std((2, 3)),
+        (x.max(1).values - x.min(1).values).mean((1, 2)).unsqueeze(1),
+    ]
+    dx1 = (g[:, :, 1:] - g[:, :, :-1]).abs().mean((1, 2))
+    dy1 = (g[:, 1:, :] - g[:, :-1, :]).abs().mean((1, 2))
+    dx2 = (g[:, :, 2:] - g[:, :, :-2]).abs().mean((1, 2))
+    lap = 4 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2]
+    lap = (lap - g[:, 1:-1, 2:]).abs().mean((1, 2))
+    texture = torch.stack([dx1 + dy1, dx2, lap], 1).clamp(min=1e-4).log() / 4.0 + 1.0
+    per_panel = torch.cat([torch.cat(stats, 1) * 4.0 - 2.0, texture], 1)
+    rows = panel_mask.nonzero(as_tuple=True)[0]
+    out = out.index_add(0, rows, per_panel.to(out.dtype))
+    return out / panel_mask.sum(1, keepdim=True).clamp(min=1).to(out.dtype)
+
+
 class NextPanelHead(nn.Module):
     """Scores for "which panel comes after panel i": every other real panel, or the end.
 
-    score(i, j) = <W_q s_i, W_k s_j> / sqrt(d) + MLP(pair features of boxes i and j);
-    end(i) and start(j) are MLPs of a panel's state and composition.
+    score(i, j) = <W_q s_i, W_k s_j> / sqrt(d) + MLP(pair features of boxes i and j)
+    + w_next * [j follows i in the layout order of the page's direction];
+    end(i) and start(j) are MLPs of a panel's state and composition, plus w_end / w_start
+    when i is last / j is first in that order. The direction is a belief, not a flag:
+    p(right to left) = sigmoid(MLP(page embedding, `look_features`)), learnt from what the
+    page looks like (the labels say which candidate order held), and each candidate weighs
+    by it.
     """
 
     def __init__(self, dim: int, hidden: int = 64) -> None:
@@ -349,24 +391,51 @@ class NextPanelHead(nn.Module):
         self.pair = _mlp([N_PAIR, hidden, hidden, 1])
         self.end = _mlp([dim + N_COMP, hidden, 1])
         self.start = _mlp([dim + N_COMP, hidden, 1])
+        self.direction = _mlp([dim + N_LOOK, hidden, 1])
+        self.prior = nn.Parameter(torch.full((3,), PRIOR_WEIGHT))
+        """Weights of the candidate order for next, start and end."""
 
     def forward(
-        self, states: torch.Tensor, comp: torch.Tensor, panel_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(next logits (B, P, P + 1) with column P = end, start logits (B, P)).
+        self,
+        states: torch.Tensor,
+        comp: torch.Tensor,
+        panel_mask: torch.Tensor,
+        candidates: torch.Tensor,
+        page: torch.Tensor,
+        look: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(next logits (B, P, P + 1) with column P = end, start logits (B, P), direction
+        logits (B,): log odds right to left).
 
-        Padding candidates and panel i itself are -inf.
+        `candidates` (B, P, 2): slot ranks in the left-to-right and right-to-left layout
+        orders (-1 padding); `look` (B, N_LOOK) the page's `look_features`. Padding
+        candidates and panel i itself are -inf.
         """
         _b, p, d = states.shape
         scores = self.q(states) @ self.k(states).transpose(1, 2) / math.sqrt(d)
         scores = scores + self.pair(pair_features(comp)).squeeze(-1)
+        look = LOOK_GAIN * look.to(page.dtype)
+        direction = self.direction(torch.cat([page, look], -1)).squeeze(-1)
+        rtl = torch.sigmoid(direction)
+        n = panel_mask.sum(1, keepdim=True)
+        follows, first, last = [], [], []
+        for col in (0, 1):
+            rank = candidates[..., col]
+            follows.append((rank.unsqueeze(1) == rank.unsqueeze(2) + 1).to(states.dtype))
+            first.append((rank == 0).to(states.dtype))
+            last.append((rank == n - 1).to(states.dtype))
+        w_rtl, w_ltr = rtl.view(-1, 1, 1), 1 - rtl.view(-1, 1, 1)
+        scores = scores + self.prior[0] * (w_rtl * follows[1] + w_ltr * follows[0])
         eye = torch.eye(p, dtype=torch.bool, device=states.device)
         invalid = eye.unsqueeze(0) | ~panel_mask.unsqueeze(1)
         scores = scores.masked_fill(invalid, float("-inf"))
         own = torch.cat([states, comp], -1)
-        logits = torch.cat([scores, self.end(own)], -1)
-        start = self.start(own).squeeze(-1).masked_fill(~panel_mask, float("-inf"))
-        return logits, start
+        w_rtl, w_ltr = w_rtl.squeeze(-1), w_ltr.squeeze(-1)
+        end = self.end(own).squeeze(-1) + self.prior[2] * (w_rtl * last[1] + w_ltr * last[0])
+        logits = torch.cat([scores, end.unsqueeze(-1)], -1)
+        start = self.start(own).squeeze(-1) + self.prior[1] * (w_rtl * first[1] + w_ltr * first[0])
+        start = start.masked_fill(~panel_mask, float("-inf"))
+        return logits, start, direction
 
 
 class ClosureLite(nn.Module):
@@ -390,15 +459,22 @@ class ClosureLite(nn.Module):
         """Everything the losses and metrics need.
 
         Keys: `states` (B, P, d), `page` (B, d), `next_logits` (B, P, P + 1),
-        `start_logits` (B, P), `order_logits` (K, 3); with a non-empty `mpm_mask` (B, P)
-        also `mpm_pred` (M, d), `mpm_content` (N, d), `mpm_index` (M,) — which of
-        the N real panels each masked one is — and `mpm_known` (M,) bool: False where the
-        masked panel's text is unknown (its content has no text part: not a target).
+        `start_logits` (B, P), `direction_logits` (B,), `order_logits` (K, 3); with a
+        non-empty `mpm_mask` (B, P) also `mpm_pred` (M, d), `mpm_content` (N, d),
+        `mpm_index` (M,) — which of the N real panels each masked one is — and
+        `mpm_known` (M,) bool: False where the masked panel's text is unknown (its content
+        has no text part: not a target).
         """
         atoms, content, comp = self.atomizer(batch)
         states, page_state = self.context(atoms, batch.panel_mask)
         page, _ = self.pool(states, page_state, batch.panel_mask)
-        next_logits, start_logits = self.next_head(states, batch.comp, batch.panel_mask)
+        candidates = batch.candidates
+        if candidates.shape[:2] != batch.panel_mask.shape:  # a batch built without them
+            candidates = torch.full((*batch.panel_mask.shape, 2), -1, device=page.device)
+        look = look_features(batch.crops, batch.panel_mask)
+        next_logits, start_logits, direction = self.next_head(
+            states, batch.comp, batch.panel_mask, candidates, page, look
+        )
         pairs = batch.pairs
         a, b = page[pairs[:, 0]], page[pairs[:, 1]]
         out = {
@@ -406,6 +482,7 @@ class ClosureLite(nn.Module):
             "page": page,
             "next_logits": next_logits,
             "start_logits": start_logits,
+            "direction_logits": direction,
             "order_logits": self.order_head(torch.cat([a, b, a * b, a - b], -1)),
         }
         if mpm_mask is not None and bool(mpm_mask.any()):

@@ -27,7 +27,7 @@ from .cli import (
     source_options,
 )
 from .config import ModelConfig
-from .data import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_PIXELS
+from .data import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_PIXELS, ORDER_LABELS
 from .losses import LossWeights
 from .trackers import TRACKERS
 
@@ -82,6 +82,17 @@ def _objective_and_loading_options(f: Any) -> Any:
              help="Weight of the masked-panel loss (0 switches it off)."),
         flag("order_weight", type=float, default=_WEIGHTS.order,
              help="Weight of the page-order loss (0 switches it off)."),
+        flag("direction_weight", type=float, default=_WEIGHTS.direction,
+             help="Weight of the reading-direction loss (0 switches it off)."),
+        flag("truth", type=click.Path(exists=True, dir_okay=False), default=None,
+             metavar="FILE", help="A truth JSONL (true panel boxes in reading order per page) "
+             "that validation grades reading order against, where it holds the page."),
+        flag("trust_unsourced_orders", is_flag=True,
+             help="Validation also grades a reading_order that names no source."),
+        flag("order_labels", type=click.Choice(ORDER_LABELS), default="independent",
+             help="Pages whose reading order is a training target: independent = ordered "
+             "by the VLM or a truth label (reading_order_source vlm/truth), never the layout "
+             "heuristic; any = every page, the heuristic's own orders included."),
         flag("mask_ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True),
              default=0.25, help="Share of panels masked."),
         flag("mask_temperature", type=_POSITIVE, default=_WEIGHTS.mpm_temperature,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import torch
 from PIL import Image, ImageFile
@@ -23,6 +24,7 @@ from training.data import (
     clamp_box,
     collate,
     draft_scale,
+    order_candidates,
     page_key,
     read_crops,
     split_by_book,
@@ -53,20 +55,41 @@ def test_page_key(path: str, key: tuple[str, int | None]) -> None:
     assert page_key(path) == key
 
 
-def test_items_carry_the_true_reading_order(corpus: SyntheticCorpus, truth: dict) -> None:
+def _stated_order(path: str, boxes: list[Any], direction: str) -> list[Any]:
+    """The order a page states: the true order (`boxes`) when it has a `reading_order` or
+    reads left to right; else the layout heuristic's, read left to right (a right-to-left
+    page without `reading_order` cannot say it is one)."""
+    if direction == "ltr" or dataspec.load(path).reading_order is not None:
+        return boxes
+    return [boxes[i] for i in dataspec.reading_order(boxes)]
+
+
+def test_items_carry_the_true_reading_order(
+    corpus: SyntheticCorpus, truth: dict, directions: dict[str, str]
+) -> None:
     # Pages give their order three ways (list order, reading_order, heuristic only): the
-    # labels must give the generator's true order every time.
+    # labels must give the generator's true order every time the page can state it.
     ds = dataset(corpus.pages, corpus)
+    mirrored = 0
     for i in range(len(ds)):
         item = ds[(i, 3)]
         assert isinstance(item, PageItem), item
         rel = Path(item.meta.image_path).relative_to(corpus.image_root).as_posix()
         order = np.argsort(item.position.numpy())
-        assert [item.meta.boxes[s] for s in order] == truth[rel]
+        stated = _stated_order(item.meta.json_path, truth[rel], directions[rel])
+        assert [item.meta.boxes[s] for s in order] == stated
+        mirrored += stated != truth[rel]
         n = len(item.meta.boxes)
         assert item.crops.shape == (n, 3, 64, 64) and item.crops.dtype == torch.uint8
         assert item.tokens.shape == (n, 32) and item.comp.shape == (n, 8)
         assert not item.meta.lenient
+    assert mirrored  # right-to-left pages without reading_order are among them
+    with_order = [p for p in corpus.pages if dataspec.load(p).reading_order is not None]
+    assert any(directions[_rel(p, corpus)] == "rtl" for p in with_order)
+
+
+def _rel(page: Path, corpus: SyntheticCorpus) -> str:
+    return page.relative_to(corpus.pages_dir).with_suffix(".jpg").as_posix()
 
 
 def test_slot_order_is_seeded_by_epoch(corpus: SyntheticCorpus) -> None:
@@ -131,13 +154,16 @@ def test_boxes_are_clamped_to_the_page(
     assert clamp_box((500, 700, 10, 10), 400, 600) == (399, 599, 1, 1)
 
 
-def test_max_panels_keeps_the_first_in_reading_order(corpus: SyntheticCorpus, truth: dict) -> None:
+def test_max_panels_keeps_the_first_in_reading_order(
+    corpus: SyntheticCorpus, truth: dict, directions: dict[str, str]
+) -> None:
     ds = dataset(corpus.pages, corpus, config=ModelConfig(image_size=32, max_panels=2))
     for i in range(len(ds)):
         item = ds[i]
         rel = Path(item.meta.image_path).relative_to(corpus.image_root).as_posix()
         order = np.argsort(item.position.numpy())
-        assert [item.meta.boxes[s] for s in order] == truth[rel][:2]
+        stated = _stated_order(item.meta.json_path, truth[rel], directions[rel])
+        assert [item.meta.boxes[s] for s in order] == stated[:2]
         assert item.meta.panels_total == len(truth[rel])
 
 
@@ -212,7 +238,13 @@ def test_seed_style_variant_loads_leniently(corpus: SyntheticCorpus, tmp_path: P
 def test_zero_panel_page_is_padded_and_logged(
     corpus: SyntheticCorpus, tmp_path: Path, copy_page: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = copy_page(corpus.pages[1], tmp_path / "S" / "0001.json", panels=[], reading_order=None)
+    path = copy_page(
+        corpus.pages[1],
+        tmp_path / "S" / "0001.json",
+        panels=[],
+        reading_order=None,
+        reading_order_source=None,
+    )
     with caplog.at_level(logging.WARNING):
         item = dataset([path], corpus)[0]
     assert isinstance(item, PageItem) and item.crops.shape[0] == 0
@@ -222,7 +254,7 @@ def test_zero_panel_page_is_padded_and_logged(
 
 
 def test_collate_builds_next_panel_targets(corpus: SyntheticCorpus) -> None:
-    ds = dataset(corpus.pages, corpus)
+    ds = dataset(corpus.pages, corpus, order_labels="any")
     items = [ds[(i, 1)] for i in range(6)]
     batch = collate([*items, SkippedPage(99, "x.json", "x.json: broken")], max_panels=12)
     assert len(batch) == 6 and len(batch.skipped) == 1
@@ -241,6 +273,52 @@ def test_collate_builds_next_panel_targets(corpus: SyntheticCorpus) -> None:
                 assert pos[target] == pos[slot] + 1
         assert pos[batch.first_target[row]] == 0
         assert (batch.next_target[row, n:] == IGNORE).all()
+
+
+def test_only_independent_orders_are_targets_by_default(
+    corpus: SyntheticCorpus, tmp_path: Path
+) -> None:
+    """A page ordered by the layout heuristic (or without an order) teaches no order; one
+    whose order comes from the VLM or a truth label does, with its direction target."""
+    base = next(
+        page
+        for page in (orjson.loads(path.read_bytes()) for path in corpus.pages)
+        if len(page["panels"]) >= 2
+    )
+    n = len(base["panels"])
+    made = {}
+    for name, extra in {
+        "truth": {"reading_order": list(range(n))[::-1], "reading_order_source": "truth"},
+        "vlm": {"reading_order": list(range(n)), "reading_order_source": "vlm"},
+        "layout": {"reading_order": list(range(n)), "reading_order_source": "layout"},
+        "none": {},
+    }.items():
+        page = {k: v for k, v in base.items() if not k.startswith("reading_order")} | extra
+        made[name] = tmp_path / f"{name}.json"
+        made[name].write_bytes(orjson.dumps(page))
+    paths = list(made.values())
+    for labels, taught in (("independent", {"truth", "vlm"}), ("any", set(made))):
+        batch = collate([dataset(paths, corpus, order_labels=labels)[i] for i in range(4)], 16)
+        for row, name in enumerate(made):
+            has = bool((batch.next_target[row] >= 0).any())
+            assert has == (name in taught), (labels, name)
+            assert batch.pages[row].order_source == ("layout" if name == "none" else name)
+            if name not in taught:
+                assert batch.direction[row] == IGNORE
+    with pytest.raises(ValueError, match="order_labels"):
+        dataset(paths, corpus, order_labels="heuristic")
+
+
+def test_order_candidates_rank_both_directions() -> None:
+    boxes = [(0, 0, 10, 10), (20, 0, 10, 10), (0, 20, 10, 10), (20, 20, 10, 10)]
+    ltr, direction = order_candidates(boxes, np.arange(4))  # the label is left to right
+    assert ltr.tolist() == [[0, 1], [1, 0], [2, 3], [3, 2]] and direction == 0
+    rtl = [boxes[i] for i in (1, 0, 3, 2)]  # the label reads right to left
+    ranks, direction = order_candidates(rtl, np.array([3, 2, 1, 0]))  # slots reversed
+    assert direction == 1
+    assert ranks.tolist() == [[2, 3], [3, 2], [0, 1], [1, 0]]
+    column = [(0, 0, 10, 10), (0, 20, 10, 10)]  # one column: both read alike, no target
+    assert order_candidates(column, np.arange(2))[1] == IGNORE
 
 
 def test_page_pairs_are_real_neighbours(corpus: SyntheticCorpus) -> None:
