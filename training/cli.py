@@ -244,6 +244,38 @@ def open_checkpoint(args: Args) -> tuple[Any, Any, dict[str, Any], list[Path], A
     return model, config, state, paths, device
 
 
+def inference_loader(
+    args: Args, config: Any, paths: Sequence[Path], *, shuffle_slots: bool = True
+) -> tuple[Any, Any, Any]:
+    """(config with `--rtl/--ltr` applied, dataset, loader) over `paths` for evaluate,
+    predict and embed: pages in book order, batches of `--batch_size`, no shuffling of
+    pages (slots shuffled by `--seed` unless `shuffle_slots` is False)."""
+    import torch
+
+    from .data import Collate, PageDataset, PagePairBatchSampler
+
+    rtl = getattr(args, "rtl", None)
+    if rtl is not None and rtl != config.rtl:
+        config = type(config)(**{**config.to_dict(), "rtl": rtl})
+    seed = getattr(args, "seed", 0)
+    dataset = PageDataset(
+        list(paths),
+        image_root=args.image_root,
+        config=config,
+        seed=seed,
+        shuffle_slots=shuffle_slots,
+        strict_paths=args.strict_paths,
+    )
+    sampler = PagePairBatchSampler(dataset.keys, args.batch_size, shuffle=False, seed=seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=args.num_workers,
+        collate_fn=Collate(config.max_panels),
+    )
+    return config, dataset, loader
+
+
 # --------------------------------------------------------------------------- messages
 
 

@@ -36,6 +36,7 @@ from .cli import (
     doc_help,
     first_reasons,
     flag,
+    inference_loader,
     invoke,
     open_checkpoint,
     output_bytes,
@@ -44,7 +45,7 @@ from .cli import (
     source_of,
     source_options,
 )
-from .data import TEXT_STATES, Collate, PageDataset, PagePairBatchSampler
+from .data import TEXT_STATES
 from .progress import Progress
 from .rundir import write_csv
 
@@ -102,19 +103,7 @@ def embed(args: Args) -> int:
     if opened is None:
         return 1
     model, config, _, paths, device = opened
-    dataset = PageDataset(
-        paths,
-        image_root=args.image_root,
-        config=config,
-        shuffle_slots=False,
-        strict_paths=args.strict_paths,
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=PagePairBatchSampler(dataset.keys, args.batch_size, shuffle=False),
-        num_workers=args.num_workers,
-        collate_fn=Collate(config.max_panels),
-    )
+    config, _, loader = inference_loader(args, config, paths, shuffle_slots=False)
     pages: list[np.ndarray] = []
     panels: list[np.ndarray] = []
     index = io.StringIO()

@@ -47,6 +47,7 @@ from .cli import (
     doc_help,
     first_reasons,
     flag,
+    inference_loader,
     invoke,
     json_text,
     open_checkpoint,
@@ -55,7 +56,6 @@ from .cli import (
     source_of,
     source_options,
 )
-from .data import Collate, PageDataset, PagePairBatchSampler
 from .losses import LossWeights, closure_losses
 from .model import ClosureLite, sample_mpm_mask
 from .order_eval import (
@@ -240,23 +240,8 @@ def evaluate(args: Args) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    rtl = config.rtl if args.rtl is None else args.rtl
-    if rtl != config.rtl:
-        config = type(config)(**{**config.to_dict(), "rtl": rtl})
-    dataset = PageDataset(
-        paths,
-        image_root=args.image_root,
-        config=config,
-        seed=args.seed,
-        strict_paths=args.strict_paths,
-    )
-    sampler = PagePairBatchSampler(dataset.keys, args.batch_size, shuffle=False, seed=args.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=args.num_workers,
-        collate_fn=Collate(config.max_panels),
-    )
+    config, dataset, loader = inference_loader(args, config, paths)
+    rtl, sampler = config.rtl, loader.batch_sampler
     labels = OrderLabels(dataset, truth=truth, trust_unsourced=args.trust_unsourced_orders)
     skipped: list[tuple[str, str, str]] = []
     per_page: list[dict[str, Any]] = []

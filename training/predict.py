@@ -41,6 +41,7 @@ from .cli import (
     doc_help,
     first_reasons,
     flag,
+    inference_loader,
     invoke,
     open_checkpoint,
     output_bytes,
@@ -49,7 +50,7 @@ from .cli import (
     source_of,
     source_options,
 )
-from .data import Collate, PageDataset, PageError, PageMeta, PagePairBatchSampler
+from .data import PageError, PageMeta
 from .order_eval import decode_order
 from .progress import Progress
 from .rundir import write_csv
@@ -192,23 +193,8 @@ def predict(args: Args) -> int:
             file=sys.stderr,
         )
         return 1
-    rtl = config.rtl if args.rtl is None else args.rtl
-    if rtl != config.rtl:
-        config = type(config)(**{**config.to_dict(), "rtl": rtl})
-    dataset = PageDataset(
-        paths,
-        image_root=args.image_root,
-        config=config,
-        seed=args.seed,
-        strict_paths=args.strict_paths,
-    )
-    sampler = PagePairBatchSampler(dataset.keys, args.batch_size, shuffle=False, seed=args.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=args.num_workers,
-        collate_fn=Collate(config.max_panels),
-    )
+    config, dataset, loader = inference_loader(args, config, paths)
+    rtl, sampler = config.rtl, loader.batch_sampler
     skipped: list[list[str]] = []
     skip_log = SkipLog(log)
     written: list[Path] = []
