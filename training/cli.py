@@ -91,6 +91,35 @@ def progress_option(f: F) -> F:
     )(f)
 
 
+def checkpoint_option(f: F) -> F:
+    """--checkpoint FILE (required), for the commands that run a trained model."""
+    return flag(
+        "checkpoint",
+        type=path_type(),
+        required=True,
+        metavar="FILE",
+        help="A latest.pt or best.pt of a training run.",
+    )(f)
+
+
+def loader_options(f: F) -> F:
+    """--batch_size, --num_workers, --device: what `inference_loader` and
+    `open_checkpoint` read."""
+    options = [
+        flag("batch_size", type=click.IntRange(min=1), default=8, help="Pages per batch."),
+        flag(
+            "num_workers",
+            type=click.IntRange(min=0),
+            default=0,
+            help="Loader processes (0: load in-process).",
+        ),
+        flag("device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def source_options(f: F) -> F:
     """--json_list_file | --json_dir, --image_root, --strict_paths, --max_samples."""
     options = [

@@ -33,11 +33,13 @@ from .cli import (
     Args,
     SkipLog,
     args_of,
+    checkpoint_option,
     doc_help,
     first_reasons,
     flag,
     inference_loader,
     invoke,
+    loader_options,
     open_checkpoint,
     output_bytes,
     path_type,
@@ -68,13 +70,7 @@ INDEX_COLUMNS = (
 
 
 @click.command(name="training.embed", help=doc_help(__doc__), context_settings=CONTEXT)
-@flag(
-    "checkpoint",
-    type=path_type(),
-    required=True,
-    metavar="FILE",
-    help="A latest.pt or best.pt of a training run.",
-)
+@checkpoint_option
 @source_options
 @flag(
     "output_dir",
@@ -83,14 +79,7 @@ INDEX_COLUMNS = (
     metavar="DIR",
     help="Where the arrays, index.csv and skipped_pages.csv go (created).",
 )
-@flag("batch_size", type=click.IntRange(min=1), default=8, help="Pages per batch.")
-@flag(
-    "num_workers",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Loader processes (0: load in-process).",
-)
-@flag("device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")
+@loader_options
 @progress_option
 def command(**params: Any) -> int:
     return embed(args_of(params))  # fmt: skip

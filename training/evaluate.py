@@ -44,12 +44,14 @@ from .cli import (
     Args,
     SkipLog,
     args_of,
+    checkpoint_option,
     doc_help,
     first_reasons,
     flag,
     inference_loader,
     invoke,
     json_text,
+    loader_options,
     open_checkpoint,
     path_type,
     progress_option,
@@ -149,13 +151,7 @@ def evaluate_loader(
 
 
 @click.command(name="training.evaluate", help=doc_help(__doc__), context_settings=CONTEXT)
-@flag(
-    "checkpoint",
-    type=path_type(),
-    required=True,
-    metavar="FILE",
-    help="A latest.pt or best.pt of a training run.",
-)
+@checkpoint_option
 @source_options
 @flag(
     "report",
@@ -180,14 +176,7 @@ def evaluate_loader(
     help="Also score pages whose reading_order has no reading_order_source (provenance "
     "unknown: it may be the layout heuristic's own order).",
 )
-@flag("batch_size", type=click.IntRange(min=1), default=8, help="Pages per batch.")
-@flag(
-    "num_workers",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Loader processes (0: load in-process).",
-)
-@flag("device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")
+@loader_options
 @click.option(
     "--rtl/--ltr",
     "rtl",

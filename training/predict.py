@@ -38,11 +38,13 @@ from .cli import (
     Args,
     SkipLog,
     args_of,
+    checkpoint_option,
     doc_help,
     first_reasons,
     flag,
     inference_loader,
     invoke,
+    loader_options,
     open_checkpoint,
     output_bytes,
     path_type,
@@ -63,13 +65,7 @@ _OWN = (LIST_NAME, SKIPS_NAME)
 
 
 @click.command(name="training.predict", help=doc_help(__doc__), context_settings=CONTEXT)
-@flag(
-    "checkpoint",
-    type=path_type(),
-    required=True,
-    metavar="FILE",
-    help="A latest.pt or best.pt of a training run.",
-)
+@checkpoint_option
 @source_options
 @flag(
     "out_dir",
@@ -98,14 +94,7 @@ _OWN = (LIST_NAME, SKIPS_NAME)
     default=50,
     help="Draw at most this many disagreements (the rest are counted).",
 )
-@flag("batch_size", type=click.IntRange(min=1), default=8, help="Pages per batch.")
-@flag(
-    "num_workers",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Loader processes (0: load in-process).",
-)
-@flag("device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")
+@loader_options
 @click.option(
     "--rtl/--ltr",
     "rtl",
