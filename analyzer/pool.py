@@ -126,21 +126,9 @@ class Plan:
                         rtl_prior=priors.get(p),
                     )
                 )
-            rows = np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in spans])
-            offsets = np.zeros(len(part) + 1, dtype=np.int64)
-            np.cumsum([hi - lo for lo, hi in spans], out=offsets[1:])
-            tspans = [coco.text_span(p) for p in part]
-            trows = np.concatenate(
-                [np.arange(lo, hi, dtype=np.int64) for lo, hi in tspans] or [np.zeros(0, np.int64)]
-            )
-            toffsets = np.zeros(len(part) + 1, dtype=np.int64)
-            np.cumsum([hi - lo for lo, hi in tspans], out=toffsets[1:])
-            cspans = [coco.char_span(p) for p in part]
-            crows = np.concatenate(
-                [np.arange(lo, hi, dtype=np.int64) for lo, hi in cspans] or [np.zeros(0, np.int64)]
-            )
-            coffsets = np.zeros(len(part) + 1, dtype=np.int64)
-            np.cumsum([hi - lo for lo, hi in cspans], out=coffsets[1:])
+            rows, offsets = _gather(spans)
+            trows, toffsets = _gather([coco.text_span(p) for p in part])
+            crows, coffsets = _gather([coco.char_span(p) for p in part])
             yield Chunk(
                 tasks,
                 offsets,
@@ -154,6 +142,16 @@ class Plan:
                 coco.char_boxes[crows],
                 coco.char_scores[crows],
             )
+
+
+def _gather(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows of every `(first, end)` span, in order; each span's offsets into them)."""
+    rows = np.concatenate(
+        [np.arange(lo, hi, dtype=np.int64) for lo, hi in spans] or [np.zeros(0, np.int64)]
+    )
+    offsets = np.zeros(len(spans) + 1, dtype=np.int64)
+    np.cumsum([hi - lo for lo, hi in spans], out=offsets[1:])
+    return rows, offsets
 
 
 def _cut(pages: Sequence[int], books: Sequence[str]) -> Iterator[Sequence[int]]:
