@@ -141,14 +141,39 @@ def headline(metrics: dict[str, Any], corpus: Path) -> str:
     lines = [
         "  reading order on held-out pages, graded against the true orders (never trained on):"
     ]
+    acc: dict[str, tuple[float, float]] = {}
     for d, name in (("rtl", "right to left (manga, no flag)"), ("ltr", "left to right")):
         if d in tally:
             pages, n, model, heur = tally[d]
+            acc[d] = (model / n, heur / n)
             lines.append(
                 f"    {name:32s} {pages:4d} pages: model {model / n:.3f}, "
                 f"layout heuristic {heur / n:.3f} (next-panel accuracy)"
             )
+    lines.append("  " + verdict(acc))
     return "\n".join(lines)
+
+
+def verdict(acc: dict[str, tuple[float, float]]) -> str:
+    """One plain sentence on what the model learnt, from (model, heuristic) accuracy by
+    direction; it says so when the model did not beat the heuristic."""
+    if "rtl" not in acc:
+        return "no right-to-left page was scored: nothing shows what the heuristic cannot know"
+    model, heur = acc["rtl"]
+    ltr = acc.get("ltr")
+    kept = ""
+    if ltr is not None:
+        how = "as good as" if ltr[0] >= ltr[1] - 0.02 else "worse than"
+        kept = f"; on left-to-right pages it is {how} the heuristic ({ltr[0]:.3f} vs {ltr[1]:.3f})"
+    if model > heur + 0.1:
+        return (
+            f"the model learnt from its labels which way a page reads, which the layout "
+            f"heuristic cannot know: {model:.3f} vs {heur:.3f} on right-to-left pages{kept}"
+        )
+    return (
+        f"the model did not learn the reading direction here: {model:.3f} vs the "
+        f"heuristic's {heur:.3f} on right-to-left pages{kept} (train longer: --epochs)"
+    )
 
 
 def _get(model: dict[str, object], metrics: dict[str, object], key: str) -> str:

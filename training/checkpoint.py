@@ -31,12 +31,16 @@ ADDED_PARAMETERS = {
     "next_head.direction.0.bias": "the reading-direction head",
     "next_head.direction.2.weight": "the reading-direction head",
     "next_head.direction.2.bias": "the reading-direction head",
+    "next_head.look_norm.shift": "the running look statistics of the reading-direction head",
+    "next_head.look_norm.log_scale": "the running look statistics of the reading-direction head",
+    "next_head.look_norm.seen": "the running look statistics of the reading-direction head",
 }
 """Parameters newer than some checkpoints of this format, and what they are. A checkpoint
 without them loads with them at zero (`load_model_state`), so the model computes what it
 did before: for panels with text exactly so (panels without text, known-empty or unknown,
-get no state marker until trained, and their text input is masked either way), and the
-candidate orders weigh nothing."""
+get no state marker until trained, and their text input is masked either way), the
+candidate orders weigh nothing, and zero running look statistics leave the direction
+head's input as it was."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -190,8 +194,13 @@ def note_added(where: str, added: list[str]) -> None:
             "unknown, get no text-state marker until trained, and their text input is "
             "masked either way"
         )
-    if any(k.startswith("next_head.") for k in added):
+    if any(k.startswith("next_head.") and ".look_norm." not in k for k in added):
         effects.append("the reading order ignores the layout candidates until trained")
+    if any(".look_norm." in k for k in added):
+        effects.append(
+            "the direction head sees the look statistics unstandardised, as it was trained, "
+            "until training moves them"
+        )
     log.warning(
         "%s predates %s: loaded with %s at zero (%s)",
         where,

@@ -37,9 +37,12 @@ N_PAIR = 2 * N_COMP + 8
 N_LOOK = 10
 """Look statistics per page (`look_features`)."""
 LOOK_GAIN = 8.0
-"""The look statistics enter the direction head at this gain: Adam moves a weight by about
-the learning rate per step whatever its input's scale, so a larger input is learnt in
-fewer steps (a few epochs of a few hundred pages, not dozens)."""
+"""The standardised look statistics enter the direction head at this gain: Adam moves a
+weight by about the learning rate per step whatever its input's scale, so a larger input is
+learnt in fewer steps (a few epochs of a few hundred pages, not dozens)."""
+LOOK_MOMENTUM = 0.01
+"""Weight of a batch in the running look statistics once 1 / LOOK_MOMENTUM pages are seen
+(before that, every page seen weighs the same)."""
 PRIOR_WEIGHT = 3.0
 """Initial weight of the layout heuristic's candidate orders in the next-panel scores."""
 
@@ -372,6 +375,41 @@ def look_features(crops: torch.Tensor, panel_mask: torch.Tensor) -> torch.Tensor
     return out / panel_mask.sum(1, keepdim=True).clamp(min=1).to(out.dtype)
 
 
+class LookNorm(nn.Module):
+    """Standardises `look_features` by their running mean and spread over the training
+    pages: the statistics sit far from zero and differ between kinds of page by a fraction
+    of their value, and an uncentred input is learnt only as fast as a bias can cancel it.
+
+    The buffers hold the shift and the log of the scale, so zeros (a checkpoint from before
+    them, see `ADDED_PARAMETERS`) pass the statistics through unchanged. They move only in
+    training mode, on pages with panels; evaluation uses them as they are.
+    """
+
+    def __init__(self, n: int = N_LOOK) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(n))
+        self.register_buffer("log_scale", torch.zeros(n))
+        self.register_buffer("seen", torch.zeros(()))
+        self.shift: torch.Tensor
+        self.log_scale: torch.Tensor
+        self.seen: torch.Tensor
+
+    def forward(self, look: torch.Tensor, has_panels: torch.Tensor) -> torch.Tensor:
+        """(B, n) standardised statistics; `has_panels` (B,) marks the pages that update
+        the running values."""
+        if self.training and bool(has_panels.any()):
+            with torch.no_grad():
+                x = look[has_panels].float()
+                n = float(x.shape[0])
+                w = max(LOOK_MOMENTUM, n / (float(self.seen) + n))
+                mean = self.shift + w * (x.mean(0) - self.shift)
+                var = (1 - w) * torch.exp(-2 * self.log_scale) + w * ((x - mean) ** 2).mean(0)
+                self.shift.copy_(mean)
+                self.log_scale.copy_(-0.5 * var.clamp(min=1e-4).log())
+                self.seen.add_(n)
+        return (look - self.shift) * torch.exp(self.log_scale)
+
+
 class NextPanelHead(nn.Module):
     """Scores for "which panel comes after panel i": every other real panel, or the end.
 
@@ -379,9 +417,9 @@ class NextPanelHead(nn.Module):
     + w_next * [j follows i in the layout order of the page's direction];
     end(i) and start(j) are MLPs of a panel's state and composition, plus w_end / w_start
     when i is last / j is first in that order. The direction is a belief, not a flag:
-    p(right to left) = sigmoid(MLP(page embedding, `look_features`)), learnt from what the
-    page looks like (the labels say which candidate order held), and each candidate weighs
-    by it.
+    p(right to left) = sigmoid(MLP(page embedding, standardised `look_features`)), learnt
+    from what the page looks like (the labels say which candidate order held), and each
+    candidate weighs by it.
     """
 
     def __init__(self, dim: int, hidden: int = 64) -> None:
@@ -392,6 +430,7 @@ class NextPanelHead(nn.Module):
         self.end = _mlp([dim + N_COMP, hidden, 1])
         self.start = _mlp([dim + N_COMP, hidden, 1])
         self.direction = _mlp([dim + N_LOOK, hidden, 1])
+        self.look_norm = LookNorm()
         self.prior = nn.Parameter(torch.full((3,), PRIOR_WEIGHT))
         """Weights of the candidate order for next, start and end."""
 
@@ -414,7 +453,7 @@ class NextPanelHead(nn.Module):
         _b, p, d = states.shape
         scores = self.q(states) @ self.k(states).transpose(1, 2) / math.sqrt(d)
         scores = scores + self.pair(pair_features(comp)).squeeze(-1)
-        look = LOOK_GAIN * look.to(page.dtype)
+        look = LOOK_GAIN * self.look_norm(look, panel_mask.any(1)).to(page.dtype)
         direction = self.direction(torch.cat([page, look], -1)).squeeze(-1)
         rtl = torch.sigmoid(direction)
         n = panel_mask.sum(1, keepdim=True)

@@ -158,3 +158,96 @@ def test_every_term_can_be_driven_down(batch: Batch, term: str) -> None:
         opt.step()
         losses.append(value.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_look_norm_standardises_by_running_statistics_and_holds_still_in_eval() -> None:
+    from training.model import N_LOOK, LookNorm
+
+    norm = LookNorm().eval()
+    x = torch.randn(64, N_LOOK) * 0.05 - 1.7  # far from zero, small spread: like saturation
+    torch.testing.assert_close(norm(x, torch.ones(64, dtype=torch.bool)), x)  # eval: as is
+    norm.train()
+    gen = torch.Generator().manual_seed(0)
+    has = torch.ones(8, dtype=torch.bool)
+    for _ in range(100):
+        out = norm(torch.randn(8, N_LOOK, generator=gen) * 0.05 - 1.7, has)
+    assert norm.seen.item() == 800
+    torch.testing.assert_close(norm.shift, torch.full((N_LOOK,), -1.7), atol=0.01, rtol=0)
+    torch.testing.assert_close(
+        torch.exp(-norm.log_scale), torch.full((N_LOOK,), 0.05), atol=0.01, rtol=0
+    )
+    assert out.mean().abs() < 0.5 and 0.5 < out.std() < 1.5
+    before = {k: v.clone() for k, v in norm.state_dict().items()}
+    norm(torch.full((4, N_LOOK), 100.0), torch.zeros(4, dtype=torch.bool))  # no panels
+    norm.eval()
+    norm(torch.full((4, N_LOOK), 100.0), torch.ones(4, dtype=torch.bool))  # evaluation
+    for k, v in norm.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
+def test_the_direction_head_learns_a_small_difference_of_look_in_few_steps(
+    batch: Batch,
+) -> None:
+    # The same pages twice: as drawn (left to right) and a shade greyer (right to left).
+    # The look statistics differ by a fraction of their value; the head must still learn it.
+    import dataclasses
+
+    from training.losses import direction_loss
+
+    b = batch.panel_mask.shape[0]
+    grey = (batch.crops.float() * 0.85 + 0.15 * 128).to(batch.crops.dtype)
+    twice = {
+        name: torch.cat([getattr(batch, name)] * 2)
+        for name in [
+            "tokens",
+            "comp",
+            "panel_mask",
+            "position",
+            "next_target",
+            "first_target",
+            "text_state",
+            "modality_mask",
+            "candidates",
+        ]
+    }
+    both = dataclasses.replace(
+        batch,
+        **twice,
+        crops=torch.cat([batch.crops, grey]),
+        texts=[*batch.texts, *batch.texts],
+        pages=[*batch.pages, *batch.pages],
+        direction=torch.cat([torch.zeros(b), torch.ones(b)]).long(),
+    )
+    torch.manual_seed(0)
+    model = build_model(CFG)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        model.train()
+        value = direction_loss(model(both), both)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        losses.append(value.item())
+    model.eval()
+    with torch.no_grad():
+        rtl = torch.sigmoid(model(both)["direction_logits"])
+    assert (rtl[:b] < 0.5).all() and (rtl[b:] > 0.5).all(), rtl
+    assert losses[-1] < 0.3, losses
+
+
+def test_weights_from_before_the_look_norm_load_with_the_statistics_unchanged() -> None:
+    from training.checkpoint import ADDED_PARAMETERS, load_model_state
+    from training.model import N_LOOK
+
+    trained = build_model(CFG)
+    trained.next_head.look_norm.train()
+    trained.next_head.look_norm(torch.randn(8, N_LOOK) - 2, torch.ones(8, dtype=torch.bool))
+    weights = {k: v for k, v in trained.state_dict().items() if ".look_norm." not in k}
+    model = build_model(CFG).eval()
+    added = load_model_state(model, weights, "old.pt")
+    assert sorted(added) == sorted(k for k in ADDED_PARAMETERS if ".look_norm." in k)
+    look = torch.randn(3, N_LOOK) - 2
+    torch.testing.assert_close(
+        model.next_head.look_norm(look, torch.ones(3, dtype=torch.bool)), look
+    )
