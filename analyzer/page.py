@@ -24,7 +24,7 @@ from dataspec.normalize import PanelRecord
 from dataspec.normalize.boxes import MAX_COORD
 from dataspec.paths import ImageResolver
 
-from .align import RTL_PRIOR, Alignment, align, series_prior
+from .align import RTL_PRIOR, Alignment, OrderProblem, align_many, prepare, series_prior
 from .emit import (
     MIN_CONFIDENCE,
     Detection,
@@ -246,6 +246,7 @@ def process_chunk(chunk: Chunk) -> list[PageResult]:
             chunk.char_scores[clo:chi],
         )
         out.append(_read(task, found, config, resolver))
+    _solve(out)
     _share_direction(out, config)
     return [_finish(r, config, chunk.emit) for r in out]
 
@@ -266,6 +267,8 @@ class _Read:
     truncated: bool
     empty: bool
     paired: _Paired | None = None
+    pending: _Pending | None = None
+    """An `order` alignment `_read` left for the chunk's batched solve (`_solve`)."""
 
 
 def book_of(image_path: str) -> str:
@@ -348,8 +351,9 @@ def _pair(
     config: WorkerConfig,
     truncated: bool,
     rtl_prior: float | None = None,
-) -> _Paired:
-    """Detections at the emission threshold (the CSV's without emission), aligned."""
+) -> _Paired | _Pending:
+    """Detections at the emission threshold (the CSV's without emission), aligned, or set
+    up for the chunk's batched solve (`_Pending`)."""
     emit = config.emit
     threshold = emit.min_det_score if emit is not None else config.min_det_score
     dets = detections(found.boxes, found.scores, threshold, size)
@@ -363,7 +367,7 @@ def _pair(
         if config.char_evidence
         else None
     )
-    alignment = align(
+    alignment = prepare(
         [d.box for d in dets],
         [d.score for d in dets],
         records,
@@ -373,7 +377,37 @@ def _pair(
         char_boxes=chars,
     )
     threshold = emit.min_pair_confidence if emit else MIN_CONFIDENCE
-    return _Paired(dets, alignment, threshold, RTL_PRIOR if rtl_prior is None else rtl_prior)
+    prior = RTL_PRIOR if rtl_prior is None else rtl_prior
+    if isinstance(alignment, OrderProblem):
+        return _Pending(dets, alignment, threshold, prior)
+    return _Paired(dets, alignment, threshold, prior)
+
+
+class _Pending(NamedTuple):
+    """A `_Paired` whose `order` alignment awaits the chunk's batched solve (`_solve`)."""
+
+    dets: list[Detection]
+    problem: OrderProblem
+    threshold: float
+    prior: float
+
+
+def _solve(reads: list[_Read]) -> None:
+    """Solve the chunk's pending `order` alignments in one batch. Should the batch fail,
+    each page is solved alone, so a failure is reported on its own page only."""
+    pending = [(r, r.pending) for r in reads if r.pending is not None]
+    try:
+        solved = align_many([job.problem for _, job in pending])
+    except Exception:  # one page's problem: find it below
+        solved = []
+    for n, (r, job) in enumerate(pending):
+        r.pending = None
+        try:
+            alignment = solved[n] if solved else align_many([job.problem])[0]
+        except Exception as exc:  # reported, never fatal: the page is still scored
+            r.problems.append(Problem(r.task.vlm_path or "", "", f"{type(exc).__name__}: {exc}"))
+            continue
+        r.paired = _Paired(job.dets, alignment, job.threshold, job.prior)
 
 
 def _reweigh(paired: _Paired, prior: float) -> _Paired:
@@ -424,7 +458,11 @@ def _read(task: Task, found: _Found, config: WorkerConfig, resolver: ImageResolv
     )
     if records is not None:
         try:
-            read.paired = _pair(found, records, size, config, truncated)
+            paired = _pair(found, records, size, config, truncated)
+            if isinstance(paired, _Pending):
+                read.pending = paired
+            else:
+                read.paired = paired
         except Exception as exc:  # reported, never fatal: the page is still scored
             problems.append(Problem(task.vlm_path or "", "", f"{type(exc).__name__}: {exc}"))
     return read

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataspec.normalize import PanelRecord
 
 from .geometry import centre_counts, iou, text_counts
-from .order import _MODEL, _order
+from .order import _MODEL, OrderProblem, order_problem, solve_order
 from .overlap import _overlap, assign
 from .types import CONTAIN, METHODS, MIN_IOU, RTL_PRIOR, Alignment, Box, Part, Placement
 from .types import CREDIBLE_SCORE as CREDIBLE_SCORE
@@ -52,11 +52,14 @@ __all__ = [
     "MIN_IOU",
     "RTL_PRIOR",
     "Alignment",
+    "OrderProblem",
     "Part",
     "Placement",
     "align",
+    "align_many",
     "assign",
     "iou",
+    "prepare",
     "series_prior",
     "text_counts",
 ]
@@ -82,6 +85,33 @@ def align(
     `char_boxes`: the detector's character boxes in pixels; None when the detector has no
     character category (then the characters the VLM names are no evidence either way).
     """
+    return align_many(
+        [
+            prepare(
+                dets,
+                scores,
+                vlm,
+                text_boxes,
+                truncated=truncated,
+                rtl_prior=rtl_prior,
+                char_boxes=char_boxes,
+            )
+        ]
+    )[0]
+
+
+def prepare(
+    dets: Sequence[Box],
+    scores: Sequence[float],
+    vlm: Sequence[PanelRecord],
+    text_boxes: Sequence[Box] | None = (),
+    *,
+    truncated: bool = False,
+    rtl_prior: float | None = None,
+    char_boxes: Sequence[Box] | None = None,
+) -> Alignment | OrderProblem:
+    """`align`'s work up to the `order` method's solve: the alignment itself for the other
+    methods, else the page's `OrderProblem` (solve many at once with `align_many`)."""
     if not dets or not vlm:
         return Alignment("none", ())
     det_text, orphans = text_counts(dets, text_boxes or ())
@@ -89,7 +119,7 @@ def align(
     if 2 * sum(r.box is not None for r in vlm) >= len(vlm):
         return _overlap(dets, scores, vlm, det_text, prior)
     det_chars = centre_counts(dets, char_boxes) if char_boxes is not None else None
-    return _order(
+    return order_problem(
         dets,
         scores,
         vlm,
@@ -101,6 +131,14 @@ def align(
         text_boxes is not None,
         det_chars,
     )
+
+
+def align_many(pages: Sequence[Alignment | OrderProblem]) -> list[Alignment]:
+    """The alignment of each `prepare`d page, in order; the `order` problems of all pages
+    are solved in one batch (numpy over every lattice at once: much faster per page)."""
+    problems = [p for p in pages if isinstance(p, OrderProblem)]
+    solved = iter(solve_order(problems))
+    return [p if isinstance(p, Alignment) else next(solved) for p in pages]
 
 
 def series_prior(evidence: Sequence[float], own: float = 0.0) -> float:

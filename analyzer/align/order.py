@@ -1,18 +1,26 @@
 """The `order` method of `analyzer.align`, for pages whose VLM panels carry no boxes: a
 monotone alignment of the detections (reading order, both directions) to the VLM panels,
-solved exactly by forward-backward over a pair-HMM (`_Model`, `_Lattice`)."""
+solved exactly by forward-backward over a pair-HMM (`_Model`; the weights of each step come
+from `_weights`, the batched solve from `lattice.py`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
 from .geometry import _inside
+from .lattice import STEPS, Solution, Weights, solve_many
 from .types import Alignment, Box, Part, Placement
+
+_CAP = 60
+"""Counts above this weigh as this many (the log-count tables stop here)."""
 
 
 def _log_poisson(k: int, lam: float) -> float:
@@ -57,18 +65,30 @@ class _Model:
     """A merged detection's area over the page's median detection, typically."""
     area_sd: float = 0.6
     _cache: dict[tuple[int, int, int], float] = field(default_factory=dict, compare=False)
+    _tables: dict[int, np.ndarray] = field(default_factory=dict, compare=False)
 
     def text(self, t: int, lines: int) -> float:
         """log P(t text boxes | the panel has `lines` lines). Cached."""
-        key = (0, min(t, 60), min(lines, 60))
+        key = (0, min(t, _CAP), min(lines, _CAP))
         value = self._cache.get(key)
         if value is None:
             value = self._cache[key] = _log_counts(key[1], key[2], self.recall, self.false_boxes)
         return value
 
+    def table(self, kind: int) -> np.ndarray:
+        """`text` (kind 0) or `chars` (kind 1) for every count up to the cap, as an array
+        indexed [boxes, lines or names]. Built once."""
+        got = self._tables.get(kind)
+        if got is None:
+            get = self.text if kind == 0 else self.chars
+            got = self._tables[kind] = np.array(
+                [[get(a, b) for b in range(_CAP + 1)] for a in range(_CAP + 1)]
+            )
+        return got
+
     def chars(self, c: int, named: int) -> float:
         """log P(c character boxes | the VLM names `named` characters in the panel)."""
-        key = (1, min(c, 60), min(named, 60))
+        key = (1, min(c, _CAP), min(named, _CAP))
         value = self._cache.get(key)
         if value is None:
             value = self._cache[key] = _log_counts(
@@ -78,16 +98,26 @@ class _Model:
 
     def lone_det(self, t: int) -> float:
         """log P(t | a detection no VLM panel describes): spurious or an omitted panel,
-        mostly without lettering."""
-        return math.log(0.75 * math.exp(self.text(t, 0)) + 0.25 * math.exp(self.text(t, 2)))
+        mostly without lettering. Cached."""
+        key = (2, t, 0)
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = math.log(
+                0.75 * math.exp(self.text(t, 0)) + 0.25 * math.exp(self.text(t, 2))
+            )
+        return value
 
     def lone_chars(self, c: int) -> float:
-        """log P(c character boxes | a detection no VLM panel describes)."""
-        return math.log(
-            0.45 * math.exp(self.chars(c, 0))
-            + 0.4 * math.exp(self.chars(c, 1))
-            + 0.15 * math.exp(self.chars(c, 2))
-        )
+        """log P(c character boxes | a detection no VLM panel describes). Cached."""
+        key = (3, c, 0)
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = math.log(
+                0.45 * math.exp(self.chars(c, 0))
+                + 0.4 * math.exp(self.chars(c, 1))
+                + 0.15 * math.exp(self.chars(c, 2))
+            )
+        return value
 
     def score(self, s: float) -> float:
         """log likelihood ratio spurious : real of a detection's score."""
@@ -102,177 +132,63 @@ class _Model:
 
 
 _MODEL = _Model()
-_STEPS = ((1, 1), (1, 0), (0, 1), (1, 2), (2, 1))
-"""(detections, VLM panels) one step takes: pair, skip det, skip VLM, det merge, VLM merge."""
 
 
-class _Lattice:
-    """Step weights of one reading direction: w[step][i][j] for the step ending at (i, j)."""
-
-    def __init__(
-        self,
-        t: Sequence[int],
-        score: Sequence[float],
-        rel_area: Sequence[float],
-        lines: Sequence[int],
-        orphans: int,
-        prefix: bool,
-        model: _Model,
-        cast: tuple[Sequence[int], Sequence[int], int] | None = None,
-    ) -> None:
-        """`cast`: (character boxes per detection, characters the VLM names per panel,
-        character boxes in no detection), or None when either side has none on the page."""
-        n, m = len(t), len(lines)
-        self.n, self.m, self.prefix = n, m, prefix
-        lp = [math.log(p) for p in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
-        lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
-        text = model.text
-        c, named, c_out = cast if cast is not None else ([0] * n, [0] * m, 0)
-        ch = model.chars if cast is not None else _no_evidence
-        lone_ch = model.lone_chars if cast is not None else _no_evidence_1
-        self.lone = [
-            lp[1] + model.lone_det(t[i]) + lone_ch(c[i]) + model.score(score[i]) for i in range(n)
-        ]
-        # a missed panel leaves its text (and figure) boxes outside every detection
-        base = text(orphans, 0) + ch(c_out, 0)
-        self.skip_vlm = [
-            lp[2] + text(orphans, lines[j]) + ch(c_out, named[j]) - base for j in range(m)
-        ]
-        self.pair = [
-            [lp[0] + text(t[i], lines[j]) + ch(c[i], named[j]) for j in range(m)] for i in range(n)
-        ]
-        self.det_merge = [
-            [
-                lp[3]
-                + text(t[i], lines[j] + lines[j + 1])
-                + ch(c[i], named[j] + named[j + 1])
-                + model.area(rel_area[i], True)
-                for j in range(m - 1)
-            ]
-            for i in range(n)
-        ]
-        self.vlm_merge = [
-            [
-                lp[4] + text(t[i] + t[i + 1], lines[j]) + ch(c[i] + c[i + 1], named[j])
-                for j in range(m)
-            ]
-            for i in range(n - 1)
-        ]
+def _weights(
+    t: Sequence[int],
+    score: Sequence[float],
+    rel_area: Sequence[float],
+    lines: Sequence[int],
+    orphans: int,
+    prefix: bool,
+    model: _Model,
+    cast: tuple[Sequence[int], Sequence[int], int] | None = None,
+) -> Weights:
+    """The step weights of one reading direction (`t`, `score`, `rel_area` per detection in
+    that order; `lines` per VLM panel). `cast`: (character boxes per detection, characters
+    the VLM names per panel, character boxes in no detection), or None when either side has
+    none on the page."""
+    n = len(t)
+    lp = [math.log(x) for x in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
+    lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
+    table = model.table(0)
+    tt = np.minimum(np.asarray(t, np.int64), _CAP)
+    ll = np.asarray(lines, np.int64)
+    t2, l2 = np.minimum(tt[:-1] + tt[1:], _CAP), np.minimum(ll[:-1] + ll[1:], _CAP)
+    ll = np.minimum(ll, _CAP)
+    # a missed panel leaves its text (and figure) boxes outside every detection
+    base = model.text(orphans, 0)
+    o = min(orphans, _CAP)
+    area = np.array([model.area(a, True) for a in rel_area]).reshape(n, 1)
+    lone = [lp[1] + model.lone_det(t[i]) for i in range(n)]
+    pair = lp[0] + table[tt[:, None], ll[None, :]]
+    skip_vlm = lp[2] + table[o, ll]
+    det_merge = lp[3] + table[tt[:, None], l2[None, :]]
+    vlm_merge = lp[4] + table[t2[:, None], ll[None, :]]
+    tail = [model.lone_det(t[i]) for i in range(n)]
+    if cast is not None:  # without one, every character term is 0 and is left out
+        c, named, c_out = cast
+        chars = model.table(1)
+        cc, nn = np.asarray(c, np.int64), np.asarray(named, np.int64)
+        c2, n2 = np.minimum(cc[:-1] + cc[1:], _CAP), np.minimum(nn[:-1] + nn[1:], _CAP)
+        cc, nn = np.minimum(cc, _CAP), np.minimum(nn, _CAP)
+        base += model.chars(c_out, 0)
+        lone = [v + model.lone_chars(c[i]) for i, v in enumerate(lone)]
+        pair = pair + chars[cc[:, None], nn[None, :]]
+        skip_vlm = skip_vlm + chars[min(c_out, _CAP), nn]
+        det_merge = det_merge + chars[cc[:, None], n2[None, :]]
+        vlm_merge = vlm_merge + chars[c2[:, None], nn[None, :]]
+        tail = [v + model.lone_chars(c[i]) for i, v in enumerate(tail)]
+    return Weights(
+        pair=pair,
+        lone=np.array([v + model.score(score[i]) for i, v in enumerate(lone)]),
+        skip_vlm=skip_vlm - base,
+        det_merge=det_merge + area,
+        vlm_merge=vlm_merge,
         # a cut-short reply lists a prefix of the panels: the detections after it are free
-        self.tail = [model.lone_det(t[i]) + lone_ch(c[i]) for i in range(n)]
-
-    def solve(self) -> tuple[float, dict[tuple[int, int, int], float], list[tuple[int, int, int]]]:
-        """(log Z, posterior of each step (step, i, j), the most probable path's steps)."""
-        n, m = self.n, self.m
-        neg = -math.inf
-        exp, log = math.exp, math.log
-        # steps into each cell (step, from i, from j, weight), and out of it, built once
-        into: list[list[list[tuple[int, int, int, float]]]] = [
-            [[] for _ in range(m + 1)] for _ in range(n + 1)
-        ]
-        out: list[list[list[tuple[int, int, float]]]] = [
-            [[] for _ in range(m + 1)] for _ in range(n + 1)
-        ]
-        pair, lone, skip_vlm = self.pair, self.lone, self.skip_vlm
-        det_merge, vlm_merge = self.det_merge, self.vlm_merge
-        for i in range(n + 1):
-            for j in range(m + 1):
-                here = into[i][j]
-                if i and j:
-                    w = pair[i - 1][j - 1]
-                    here.append((0, i - 1, j - 1, w))
-                    out[i - 1][j - 1].append((i, j, w))
-                if i:
-                    w = lone[i - 1]
-                    here.append((1, i - 1, j, w))
-                    out[i - 1][j].append((i, j, w))
-                if j:
-                    w = skip_vlm[j - 1]
-                    here.append((2, i, j - 1, w))
-                    out[i][j - 1].append((i, j, w))
-                if i and j >= 2:
-                    w = det_merge[i - 1][j - 2]
-                    here.append((3, i - 1, j - 2, w))
-                    out[i - 1][j - 2].append((i, j, w))
-                if i >= 2 and j:
-                    w = vlm_merge[i - 2][j - 1]
-                    here.append((4, i - 2, j - 1, w))
-                    out[i - 2][j - 1].append((i, j, w))
-        fwd = [[neg] * (m + 1) for _ in range(n + 1)]
-        best = [[neg] * (m + 1) for _ in range(n + 1)]
-        back: list[list[tuple[int, int, int] | None]] = [[None] * (m + 1) for _ in range(n + 1)]
-        fwd[0][0] = best[0][0] = 0.0
-        for i in range(n + 1):
-            frow, brow = fwd[i], best[i]
-            for j in range(m + 1):
-                steps = into[i][j]
-                if not steps:
-                    continue
-                top, arg, hi = neg, None, neg
-                for s, pi, pj, w in steps:
-                    v = fwd[pi][pj] + w
-                    if v > hi:
-                        hi = v
-                    cand = best[pi][pj] + w
-                    if cand > top:
-                        top, arg = cand, (s, pi, pj)
-                if hi > neg:
-                    total = 0.0
-                    for _, pi, pj, w in steps:
-                        total += exp(fwd[pi][pj] + w - hi)
-                    frow[j] = hi + log(total)
-                brow[j], back[i][j] = top, arg
-        tail = [0.0] * (n + 1)  # log weight of leaving detections i.. unpaired at the end
-        for i in range(n - 1, -1, -1):
-            tail[i] = tail[i + 1] + self.tail[i]
-        ends = [(n, m)] + ([(i, m) for i in range(n)] if self.prefix else [])
-        log_z = _lse([fwd[i][j] + tail[i] for i, j in ends])
-        bwd = [[neg] * (m + 1) for _ in range(n + 1)]
-        for i, j in ends:
-            bwd[i][j] = tail[i]
-        for i in range(n, -1, -1):
-            for j in range(m, -1, -1):
-                nexts = out[i][j]
-                if not nexts:
-                    continue
-                hi = bwd[i][j]
-                for ni, nj, w in nexts:
-                    v = bwd[ni][nj] + w
-                    if v > hi:
-                        hi = v
-                if hi > neg:
-                    total = exp(bwd[i][j] - hi) if bwd[i][j] > neg else 0.0
-                    for ni, nj, w in nexts:
-                        total += exp(bwd[ni][nj] + w - hi)
-                    bwd[i][j] = hi + log(total)
-        post: dict[tuple[int, int, int], float] = {}
-        for i in range(n + 1):
-            for j in range(m + 1):
-                after = bwd[i][j] - log_z
-                for s, pi, pj, w in into[i][j]:
-                    if s == 2:
-                        continue
-                    value = fwd[pi][pj] + w + after
-                    if value > -20:  # a posterior under 2e-9 adds nothing to a confidence
-                        post[(s, i, j)] = exp(value)
-        end = max(ends, key=lambda e: best[e[0]][e[1]] + tail[e[0]])
-        path: list[tuple[int, int, int]] = []
-        i, j = end
-        while (i, j) != (0, 0):
-            step = back[i][j]
-            assert step is not None
-            path.append((step[0], i, j))
-            i, j = step[1], step[2]
-        path.reverse()
-        return log_z, post, path
-
-
-def _no_evidence(_a: int, _b: int) -> float:
-    return 0.0
-
-
-def _no_evidence_1(_a: int) -> float:
-    return 0.0
+        tail=np.array(tail),
+        prefix=prefix,
+    )
 
 
 def _lse(values: Sequence[float]) -> float:
@@ -282,7 +198,26 @@ def _lse(values: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
-def _order(
+_Lines = tuple[int, bool]
+"""A VLM panel's line count, and whether its lines are itemised (`text_items`, one each)."""
+
+
+def _lines_of(record: PanelRecord) -> _Lines:
+    n = len(record.text.lines())
+    return n, len(record.text_items or ()) == n
+
+
+@dataclass(frozen=True)
+class OrderProblem:
+    """A page's `order` alignment set up and not yet solved: each reading direction's
+    detection order and lattice (None: reads as the first direction, one column)."""
+
+    page: _Page
+    rtl_prior: float
+    directions: tuple[tuple[str, list[int], Weights | None], ...]
+
+
+def order_problem(
     dets: Sequence[Box],
     scores: Sequence[float],
     vlm: Sequence[PanelRecord],
@@ -293,22 +228,24 @@ def _order(
     rtl_prior: float,
     text_evidence: bool = True,
     det_chars: tuple[Sequence[int], int] | None = None,
-) -> Alignment:
-    """The `order` alignment. `det_chars`: character boxes per detection and in none, or
-    None when the detector reports no characters (then what the VLM names is no evidence)."""
+) -> OrderProblem:
+    """The `order` alignment's lattices. `det_chars`: character boxes per detection and in
+    none, or None when the detector reports no characters (then what the VLM names is no
+    evidence)."""
     areas = [d[2] * d[3] for d in dets]
     median = sorted(areas)[len(areas) // 2] or 1
+    panels = [_lines_of(r) for r in vlm]
     # without the detector's text boxes, line counts say nothing: every panel weighs alike
-    lines = [len(r.text.lines()) if text_evidence else 0 for r in vlm]
+    lines = [n for n, _ in panels] if text_evidence else [0] * len(vlm)
     named = [len(r.characters or ()) for r in vlm]
     use_cast = det_chars is not None and any(named)  # the VLM names characters on this page
-    raw: list[_Solved] = []
+    directions: list[tuple[str, list[int], Weights | None]] = []
     for direction, rtl in (("ltr", False), ("rtl", True)):
         perm = reading_order(list(dets), rtl=rtl)  # position -> detection index
-        if raw and perm == raw[0][1]:  # one column: both directions read alike
-            raw.append((direction, *raw[0][1:]))
+        if directions and perm == directions[0][1]:  # one column: both directions read alike
+            directions.append((direction, perm, None))
             continue
-        lattice = _Lattice(
+        weights = _weights(
             [det_text[i] for i in perm],
             [scores[i] for i in perm],
             [areas[i] / median for i in perm],
@@ -320,16 +257,30 @@ def _order(
             if use_cast and det_chars is not None
             else None,
         )
-        log_z, post, path = lattice.solve()
-        raw.append((direction, perm, log_z, post, path))
-    return _combine(raw, rtl_prior, vlm, det_text, dets)
+        directions.append((direction, perm, weights))
+    return OrderProblem(_Page(panels, det_text, dets), rtl_prior, tuple(directions))
 
 
-_Solved = tuple[
-    str, list[int], float, dict[tuple[int, int, int], float], list[tuple[int, int, int]]
-]
+def solve_order(problems: Sequence[OrderProblem]) -> list[Alignment]:
+    """The alignment of every problem, its lattices solved in one batch."""
+    solutions = iter(
+        solve_many([w for pr in problems for _, _, w in pr.directions if w is not None])
+    )
+    out = []
+    for pr in problems:
+        raw: list[_Solved] = []
+        for direction, perm, w in pr.directions:
+            if w is None:
+                raw.append((direction, *raw[0][1:]))
+            else:
+                sol = next(solutions)
+                raw.append((direction, perm, sol.log_z, sol, sol.path))
+        out.append(_combine(raw, pr.rtl_prior, pr.page))
+    return out
 
 
+_Solved = tuple[str, list[int], float, Solution, list[tuple[int, int, int]]]
+"""A solved direction: (name, detection order, log Z, solution, best path)."""
 _Chosen = tuple[list[tuple[int, tuple[Part, ...], str]], list[dict[int, float]]]
 """A direction's placements, and per solved direction the posterior mass of each."""
 
@@ -337,9 +288,7 @@ _Chosen = tuple[list[tuple[int, tuple[Part, ...], str]], list[dict[int, float]]]
 def _combine(
     raw: list[_Solved],
     rtl_prior: float,
-    vlm: Sequence[PanelRecord],
-    det_text: Sequence[int],
-    dets: Sequence[Box],
+    page: _Page,
     cache: dict[str, _Chosen] | None = None,
 ) -> Alignment:
     """The alignment from both directions' solutions under `rtl_prior` (`cache` keeps the
@@ -351,7 +300,7 @@ def _combine(
     top = 0 if weights[0] >= weights[1] else 1
     direction = raw[top][0]
     if direction not in cache:
-        cache[direction] = _chosen(raw, top, vlm, det_text, dets)
+        cache[direction] = _chosen(raw, top, page)
     chosen, masses = cache[direction]
     shares = [math.exp(w - total) for w in weights]
     placements = [
@@ -369,16 +318,14 @@ def _combine(
         tuple(placements),
         direction,
         rtl_evidence=evidence,
-        reweigh=lambda prior: _combine(raw, prior, vlm, det_text, dets, cache),
+        reweigh=lambda prior: _combine(raw, prior, page, cache),
     )
 
 
 def _chosen(
     raw: list[_Solved],
     top: int,
-    vlm: Sequence[PanelRecord],
-    det_text: Sequence[int],
-    dets: Sequence[Box],
+    page: _Page,
 ) -> _Chosen:
     """The placements on direction `top`'s best path, and, per direction, the posterior that
     each detection gets exactly the VLM text chosen for it (or none, for the other half of a
@@ -388,45 +335,44 @@ def _chosen(
         (det, parts, kind)
         for s, i, j in path
         if s != 2
-        for det, parts, kind in _outcomes(s, i, j, perm, vlm, det_text, dets)
+        for det, parts, kind in _outcomes(s, i, j, perm, page)
         if kind
     ]
     wanted = {det: parts for det, parts, _ in chosen}
-    merges: dict[tuple[int, int, int], tuple[list[tuple[int, tuple[Part, ...]]], float]] = {}
     masses: list[dict[int, float]] = []
-    for n, (_, order, _, post, _) in enumerate(raw):
-        if n and post is raw[0][3]:  # one column: the same solution twice
+    for n, (_, order, _, sol, _) in enumerate(raw):
+        if n and sol is raw[0][3]:  # one column: the same solution twice
             masses.append(masses[0])
             continue
+        post = sol.post
+        at = {d: k + 1 for k, d in enumerate(order)}  # detection -> row of the step ending it
         mass = dict.fromkeys(wanted, 0.0)
         masses.append(mass)
-        for (s, i, j), p in post.items():
-            if s == 4:
-                a, b = order[i - 2], order[i - 1]
-                if a not in wanted and b not in wanted:
-                    continue
-                key = (a, b, j)
-                split = merges.get(key)
-                if split is None:
-                    split = merges[key] = _vlm_merge((a, b), j - 1, vlm, det_text, dets)
-                routing, chance = split
-                for d, parts in routing:
-                    if wanted.get(d) == parts:
-                        mass[d] += p * chance
+        for d, got in wanted.items():
+            i = at[d]
+            if got == ():
+                mass[d] += float(post[1, i].sum())
+            elif len(got) == 1 and got[0].items is None:
+                mass[d] += float(post[0, i, got[0].vlm + 1])
+            elif len(got) == 2 and got == (Part(got[0].vlm), Part(got[0].vlm + 1)):
+                mass[d] += float(post[3, i, got[1].vlm + 1])
+        rows, cols = np.nonzero(post[4])
+        for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+            a, b = order[i - 2], order[i - 1]
+            # a merge's routing gives each detection () or one part of panel j - 1 only
+            if not (_may_get(wanted.get(a), j - 1) or _may_get(wanted.get(b), j - 1)):
                 continue
-            d = order[i - 1]
-            got = wanted.get(d)
-            if got is None:
-                continue
-            if s == 0:
-                hit = len(got) == 1 and got[0].vlm == j - 1 and got[0].items is None
-            elif s == 1:
-                hit = got == ()
-            else:  # s == 3
-                hit = len(got) == 2 and got[0] == Part(j - 2) and got[1] == Part(j - 1)
-            if hit:
-                mass[d] += p
+            routing, chance = page.merge(a, b, j - 1)
+            p = float(post[4, i, j])
+            for d, parts in routing:
+                if wanted.get(d) == parts:
+                    mass[d] += p * chance
     return chosen, masses
+
+
+def _may_get(parts: tuple[Part, ...] | None, j: int) -> bool:
+    """Whether a VLM merge's routing over panel `j` could give a detection `parts`."""
+    return parts is not None and (parts == () or (len(parts) == 1 and parts[0].vlm == j))
 
 
 def _outcomes(
@@ -434,12 +380,10 @@ def _outcomes(
     i: int,
     j: int,
     perm: Sequence[int],
-    vlm: Sequence[PanelRecord],
-    det_text: Sequence[int],
-    boxes: Sequence[Box],
+    page: _Page,
 ) -> list[tuple[int, tuple[Part, ...], str]]:
     """(detection, the VLM text it gets, placement kind or '' for none) of one step."""
-    dets = perm[i - _STEPS[s][0] : i]  # in reading order
+    dets = perm[i - STEPS[s][0] : i]  # in reading order
     if s == 0:
         return [(dets[0], (Part(j - 1),), "pair")]
     if s == 1:
@@ -447,47 +391,73 @@ def _outcomes(
     if s == 3:
         return [(dets[0], (Part(j - 2), Part(j - 1)), "detector_merge")]
     if s == 4:
-        routing, _ = _vlm_merge(dets, j - 1, vlm, det_text, boxes)
+        routing, _ = page.merge(dets[0], dets[1], j - 1)
         return [(d, parts, "vlm_merge") for d, parts in routing]
     return []
 
 
-def _vlm_merge(
-    dets: Sequence[int],
-    j: int,
-    vlm: Sequence[PanelRecord],
-    det_text: Sequence[int],
-    boxes: Sequence[Box],
-    model: _Model = _MODEL,
-) -> tuple[list[tuple[int, tuple[Part, ...]]], float]:
-    """Two detections (reading order), one VLM panel, no boxes: who gets which lines, and
-    the chance that routing is right.
+_Routing = tuple[list[tuple[int, tuple[Part, ...]]], float]
 
-    A panel without lines goes whole to the first (sure). One box nested in the other: all
-    to the outer (the inner's text is unknown). Else the panel's lines, in order, are cut
-    at the point the detections' text boxes make most likely (the first `k` lines to the
-    first detection, each cut equally likely before the evidence); a cut inside the panel
-    needs its `text_items`, else only "all to one" can be written. The chance is the chosen
-    cut's posterior over every cut.
-    """
-    record = vlm[j]
-    n_lines = len(record.text.lines())
-    if not n_lines:
-        return [(dets[0], (Part(j),)), (dets[1], ())], 1.0
-    for inner, outer in ((dets[0], dets[1]), (dets[1], dets[0])):
-        if _inside(boxes[inner], boxes[outer]) >= 0.8:  # a box nested in the other
+
+class _Page:
+    """What a page's placements need besides its lattices, with each VLM merge's routing
+    worked out once (`merge`)."""
+
+    def __init__(self, panels: Sequence[_Lines], det_text: Sequence[int], dets: Sequence[Box]):
+        self.panels, self.det_text, self.dets = panels, det_text, dets
+        self._routes: dict[tuple[int, int, int], _Routing] = {}
+        self._nest: dict[tuple[int, int], int | None] = {}
+
+    def merge(self, a: int, b: int, j: int) -> _Routing:
+        """Detections `a` then `b` (reading order), one VLM panel `j`, no boxes: who gets
+        which lines, and the chance that routing is right.
+
+        A panel without lines goes whole to the first (sure). One box nested in the other:
+        all to the outer (the inner's text is unknown). Else the panel's lines, in order,
+        are cut at the point the detections' text boxes make most likely (the first `k`
+        lines to the first detection, each cut equally likely before the evidence); a cut
+        inside the panel needs its `text_items`, else only "all to one" can be written. The
+        chance is the chosen cut's posterior over every cut.
+        """
+        key = (a, b, j)
+        got = self._routes.get(key)
+        if got is None:
+            got = self._routes[key] = self._route(a, b, j)
+        return got
+
+    def _outer(self, a: int, b: int) -> int | None:
+        """The detection the other lies in (`a` tried inside `b` first), if either."""
+        key = (a, b)
+        if key not in self._nest:
+            self._nest[key] = next(
+                (o for i, o in ((a, b), (b, a)) if _inside(self.dets[i], self.dets[o]) >= 0.8),
+                None,
+            )
+        return self._nest[key]
+
+    def _route(self, a: int, b: int, j: int) -> _Routing:
+        n_lines, itemised = self.panels[j]
+        if not n_lines:
+            return [(a, (Part(j),)), (b, ())], 1.0
+        outer = self._outer(a, b)
+        if outer is not None:  # one nested in the other
             return [(outer, (Part(j),))], 1.0
-    ta, tb = det_text[dets[0]], det_text[dets[1]]
-    weights = [model.text(ta, k) + model.text(tb, n_lines - k) for k in range(n_lines + 1)]
-    items = len(record.text_items or ())
-    cuts = range(n_lines + 1) if items == n_lines else (0, n_lines)
+        k, chance = _cut(self.det_text[a], self.det_text[b], n_lines, itemised)
+        if k == n_lines:
+            return [(a, (Part(j),)), (b, ())], chance
+        if k == 0:
+            return [(a, ()), (b, (Part(j),))], chance
+        return [
+            (a, (Part(j, tuple(range(k))),)),
+            (b, (Part(j, tuple(range(k, n_lines))),)),
+        ], chance
+
+
+@functools.cache
+def _cut(ta: int, tb: int, n_lines: int, itemised: bool) -> tuple[int, float]:
+    """(lines to the first detection, its posterior) of a VLM merge's most likely cut, given
+    each detection's text boxes; only 0 or all unless the lines are `itemised`."""
+    weights = [_MODEL.text(ta, k) + _MODEL.text(tb, n_lines - k) for k in range(n_lines + 1)]
+    cuts = range(n_lines + 1) if itemised else (0, n_lines)
     k = max(cuts, key=lambda c: (weights[c], -c))
-    chance = math.exp(weights[k] - _lse(weights))
-    if k == n_lines:
-        return [(dets[0], (Part(j),)), (dets[1], ())], chance
-    if k == 0:
-        return [(dets[0], ()), (dets[1], (Part(j),))], chance
-    return [
-        (dets[0], (Part(j, tuple(range(k))),)),
-        (dets[1], (Part(j, tuple(range(k, n_lines))),)),
-    ], chance
+    return k, math.exp(weights[k] - _lse(weights))

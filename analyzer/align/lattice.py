@@ -1,0 +1,173 @@
+"""The pair-HMM of the `order` method, solved for many lattices at once.
+
+A lattice is one page read in one direction: detections (rows, reading order) against VLM
+panels (columns, their order). A step ends at a cell (i, j) after consuming `STEPS[s]`
+detections and panels: pair, skip a detection, skip a VLM panel, detector merge (one
+detection, two panels), VLM merge (two detections, one panel). Forward (log-sum), Viterbi
+(max) and backward run over the anti-diagonals of the grid, every cell of a diagonal and
+every lattice of a batch in one numpy operation: a step always comes from an earlier
+diagonal. Lattices of similar size are solved together (`solve_many`), padded with
+impossible (-inf) steps that change nothing on the real cells.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+STEPS = ((1, 1), (1, 0), (0, 1), (1, 2), (2, 1))
+"""(detections, VLM panels) one step takes: pair, skip det, skip VLM, det merge, VLM merge."""
+POSTERIOR_FLOOR = -20.0
+"""A step's log posterior below this is 0 (under 2e-9: it adds nothing to a confidence)."""
+_PAD = 2
+"""Cell (i, j) sits at [i + 2, j + 2] of the padded arrays: a step's source may lie at
+i - 2 or j - 2, and its target at n + 2 or m + 2, both -inf."""
+_BUCKET = 4
+"""Lattices are solved together when their sizes round up to the same multiple of this."""
+_NEG = -math.inf
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One lattice's log step weights (n detections, m VLM panels)."""
+
+    pair: np.ndarray
+    """(n, m): detection i paired with panel j."""
+    lone: np.ndarray
+    """(n,): detection i paired with nothing."""
+    skip_vlm: np.ndarray
+    """(m,): panel j on no detection (a missed panel)."""
+    det_merge: np.ndarray
+    """(n, m - 1): detection i holds panels j and j + 1."""
+    vlm_merge: np.ndarray
+    """(n - 1, m): detections i and i + 1 share panel j."""
+    tail: np.ndarray
+    """(n,): detection i left over after a cut-short reply's last panel."""
+    prefix: bool
+    """The reply was cut short: it may end with detections to spare (`tail`)."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n, m)."""
+        return (len(self.lone), len(self.skip_vlm))
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solved lattice."""
+
+    log_z: float
+    """log of the total weight of every path."""
+    post: np.ndarray
+    """(5, n + 1, m + 1): posterior of a step of kind s ending at (i, j); 0 under
+    `POSTERIOR_FLOOR`, and for skipped VLM panels (s = 2, never a placement)."""
+    path: list[tuple[int, int, int]]
+    """The most probable path's steps (s, i, j), in order."""
+
+
+def solve_many(lattices: Sequence[Weights]) -> list[Solution]:
+    """Every lattice solved, in the order given."""
+    out: list[Solution | None] = [None] * len(lattices)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, w in enumerate(lattices):
+        n, m = w.shape
+        groups.setdefault((-(-n // _BUCKET), -(-m // _BUCKET)), []).append(k)
+    for members in groups.values():
+        for k, solution in zip(members, _solve([lattices[k] for k in members]), strict=True):
+            out[k] = solution
+    return [s for s in out if s is not None]
+
+
+def _lse(stack: np.ndarray) -> np.ndarray:
+    """log Σ exp over axis 0, -inf where every term is -inf."""
+    top = stack.max(0)
+    safe = np.where(top > _NEG, top, 0.0)
+    with np.errstate(divide="ignore"):
+        total = np.log(np.exp(stack - safe).sum(0))
+    return np.where(top > _NEG, safe + total, _NEG)
+
+
+def _solve(ws: Sequence[Weights]) -> list[Solution]:
+    b = len(ws)
+    big_n = max(w.shape[0] for w in ws)
+    big_m = max(w.shape[1] for w in ws)
+    shape = (b, big_n + 2 * _PAD + 1, big_m + 2 * _PAD + 1)
+    p = _PAD
+    weight = np.full((5, *shape), _NEG)  # weight[s][:, i + p, j + p]: step s into (i, j)
+    tail_w = np.zeros((b, big_n))
+    for k, w in enumerate(ws):
+        n, m = w.shape
+        weight[0, k, p + 1 : p + n + 1, p + 1 : p + m + 1] = w.pair
+        weight[1, k, p + 1 : p + n + 1, p : p + m + 1] = w.lone[:, None]
+        weight[2, k, p : p + n + 1, p + 1 : p + m + 1] = w.skip_vlm[None, :]
+        if m >= 2:
+            weight[3, k, p + 1 : p + n + 1, p + 2 : p + m + 1] = w.det_merge
+        if n >= 2:
+            weight[4, k, p + 2 : p + n + 1, p + 1 : p + m + 1] = w.vlm_merge
+        tail_w[k, :n] = w.tail
+    fwd = np.full(shape, _NEG)
+    best = np.full(shape, _NEG)
+    back = np.full((b, big_n + 1, big_m + 1), -1, dtype=np.int8)
+    fwd[:, p, p] = best[:, p, p] = 0.0
+    for d in range(1, big_n + big_m + 1):
+        rows = np.arange(max(0, d - big_m), min(big_n, d) + 1)
+        ti, tj = rows + p, d - rows + p
+        steps = np.stack(
+            [weight[s][:, ti, tj] for s in range(5)]
+        )  # (5, b, cells): weights of the steps into each cell
+        src_f = np.stack([fwd[:, ti - di, tj - dj] for di, dj in STEPS])
+        src_b = np.stack([best[:, ti - di, tj - dj] for di, dj in STEPS])
+        fwd[:, ti, tj] = _lse(src_f + steps)
+        cand = src_b + steps
+        best[:, ti, tj] = cand.max(0)
+        back[:, rows, d - rows] = cand.argmax(0)
+    tail = np.zeros((b, big_n + 1))  # log weight of leaving detections i.. unpaired at the end
+    for i in range(big_n - 1, -1, -1):
+        tail[:, i] = tail[:, i + 1] + tail_w[:, i]
+    bwd = np.full(shape, _NEG)
+    log_z = np.zeros(b)
+    ends: list[list[tuple[int, int]]] = []
+    for k, w in enumerate(ws):
+        n, m = w.shape
+        here = [(n, m)] + ([(i, m) for i in range(n)] if w.prefix else [])
+        ends.append(here)
+        values = [float(fwd[k, i + p, j + p] + tail[k, i]) for i, j in here]
+        top = max(values)
+        log_z[k] = top if top == _NEG else top + math.log(sum(math.exp(v - top) for v in values))
+        for i, j in here:
+            bwd[k, i + p, j + p] = tail[k, i]
+    for d in range(big_n + big_m, -1, -1):
+        rows = np.arange(max(0, d - big_m), min(big_n, d) + 1)
+        ti, tj = rows + p, d - rows + p
+        terms = [bwd[:, ti, tj]]
+        terms += [bwd[:, ti + di, tj + dj] + weight[s][:, ti + di, tj + dj]
+                  for s, (di, dj) in enumerate(STEPS)]  # fmt: skip
+        bwd[:, ti, tj] = _lse(np.stack(terms))
+    cells = (slice(None), slice(p, p + big_n + 1), slice(p, p + big_m + 1))
+    after = bwd[cells] - log_z[:, None, None]
+    post = np.zeros((5, b, big_n + 1, big_m + 1))
+    for s, (di, dj) in enumerate(STEPS):
+        if s == 2:
+            continue
+        src = fwd[:, p - di : p - di + big_n + 1, p - dj : p - dj + big_m + 1]
+        value = src + weight[s][cells] + after
+        with np.errstate(invalid="ignore"):
+            keep = value > POSTERIOR_FLOOR
+        post[s][keep] = np.exp(value[keep])
+    out = []
+    for k, w in enumerate(ws):
+        n, m = w.shape
+        scored = [float(best[k, i + p, j + p] + tail[k, i]) for i, j in ends[k]]
+        end = ends[k][scored.index(max(scored))]  # the first of the best, as `max` picks
+        path: list[tuple[int, int, int]] = []
+        i, j = end
+        while (i, j) != (0, 0):
+            s = int(back[k, i, j])
+            path.append((s, i, j))
+            i, j = i - STEPS[s][0], j - STEPS[s][1]
+        path.reverse()
+        out.append(Solution(float(log_z[k]), post[:, k, : n + 1, : m + 1].copy(), path))
+    return out
