@@ -170,13 +170,21 @@ def read_panels(
     page_size: tuple[int, int] | None = None,
     caption_as_narration: bool = False,
     box_format: str | None = None,
+    fast: bool = True,
 ) -> tuple[list[PanelRecord], list[Note]]:
     """Every panel of a page-shaped document with its text, in panel order, boxes optional.
 
     The same rules as `normalize`, for documents whose panels may carry no box (a VLM
     analysis); needs no image path. Raises `DataSpecError` when the document holds no
-    panel list at all (an empty list is zero panels).
+    panel list at all (an empty list is zero panels). `fast=False` skips the fast path
+    (`fast.read_fast`, the same result for the common shapes) and runs the rules here.
     """
+    if fast:
+        from .fast import read_fast  # here, not at the top: fast imports this module
+
+        done = read_fast(obj, page_size, caption_as_narration, box_format)
+        if done is not None:
+            return done
     try:
         return _read_panels(obj, page_size, caption_as_narration, box_format)
     except RecursionError:
