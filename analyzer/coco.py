@@ -23,6 +23,7 @@ Whatever the file holds, `load_coco` returns pages (each bad record reported as 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import mmap
@@ -433,6 +434,54 @@ class _Collector:
         return page
 
     def add_structs(self, anns: list[_Ann]) -> None:
+        """Gather one decoded slice: by columns when it can (`_add_columns`), else one
+        annotation at a time (same rows, and each bad one reported in order)."""
+        if not self._add_columns(anns):
+            self._add_each(anns)
+
+    def _kind(self, cat: int) -> int:
+        """0 panel, 1 text, 2 character, 3 dropped."""
+        if cat in self.panel_ids:
+            return 0
+        if cat in self.text_ids:
+            return 1
+        return 2 if cat in self.char_ids else 3
+
+    def _add_columns(self, anns: list[_Ann]) -> bool:
+        """Gather the slice with one numpy pass per column; False (nothing gathered) when
+        it names an image not seen before or holds a value that is not finite, which
+        `_add_each` reports one by one."""
+        known = self.index.get
+        pages = [known(a.image_id) for a in anns]
+        if None in pages:
+            return False
+        cats = [a.category_id for a in anns]
+        kind_of = {c: self._kind(c) for c in set(cats)}
+        kinds = np.fromiter(map(kind_of.__getitem__, cats), np.int8, len(cats))
+        keep = np.flatnonzero(kinds < 3).tolist()
+        kept = [anns[i] for i in keep]
+        n = len(kept)
+        flat = itertools.chain.from_iterable([a.bbox for a in kept])
+        boxes = np.fromiter(flat, np.float64, 4 * n).reshape(n, 4)
+        scores = np.fromiter([a.score for a in kept], np.float64, n)
+        if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+            return False
+        page_rows = np.fromiter([pages[i] for i in keep], np.int64, n)
+        kept_kinds = kinds[keep]
+        for code, rows in ((0, self.panels), (1, self.text), (2, self.chars)):
+            chosen = np.flatnonzero(kept_kinds == code)
+            if not len(chosen):
+                continue
+            rows.page_arrays.append(page_rows[chosen])
+            rows.box_arrays.append(boxes[chosen])
+            rows.score_arrays.append(scores[chosen])
+            if rows.cat_dtype is not None:
+                picked = [cats[keep[j]] for j in chosen.tolist()]
+                rows.cat_arrays.append(np.asarray(picked, dtype=rows.cat_dtype))
+        self.count += len(anns)
+        return True
+
+    def _add_each(self, anns: list[_Ann]) -> None:
         # the hot loop: bound methods in locals, one branch per kind, the finiteness check
         # unrolled (msgspec gives no NaN or infinity from JSON; the check is a guard)
         panel_ids, text_ids, char_ids = self.panel_ids, self.text_ids, self.char_ids
@@ -566,7 +615,7 @@ def _decode_slices(
         return
     reported = 0  # bytes of `view` reported, the separators between slices included
     while True:
-        data = b"[" + bytes(view[begin:stop]) + b"]"
+        data = b"".join((b"[", view[begin:stop], b"]"))  # one copy of the slice
         extend = False
         try:
             collector.add_structs(_ANN_DECODER.decode(data))

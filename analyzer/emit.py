@@ -14,6 +14,7 @@ placement is skipped (`zero_pairs`) unless `keep_unpaired` is set.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -23,18 +24,17 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
 
 from dataspec import Page, PageSize, Panel, PanelText, Source, UnpairedText, reading_order
 from dataspec.errors import Note
-from dataspec.io import atomic_write_bytes
+from dataspec.io import write_atomic
 from dataspec.models import TEXT_KINDS, TextItem
 from dataspec.normalize import PanelRecord
-from dataspec.normalize.boxes import BoxFrame, RawBox
-from dataspec.paths import image_stem, is_windows_path
+from dataspec.normalize.boxes import MAX_COORD, BoxFrame, RawBox
+from dataspec.paths import image_stem, is_windows_path, posix_parts
 
 from .align import Alignment, Part, Placement
 
@@ -43,9 +43,11 @@ __all__ = [
     "SKIP_REASONS",
     "Detection",
     "UnsafeOutputError",
+    "begin_output_run",
     "build_page",
     "collision_key",
     "detections",
+    "end_output_run",
     "inside",
     "output_name",
     "remove_stale_temps",
@@ -85,6 +87,12 @@ class Detection:
     score: float
 
 
+class _InLayoutOrder(list[Detection]):
+    """Detections `detections` put in layout order: their left-to-right layout order is
+    their own (`reading_order` of boxes in its order gives them back as they are), so
+    `build_page` need not work it out again."""
+
+
 def detections(
     boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
 ) -> list[Detection]:
@@ -92,7 +100,7 @@ def detections(
     order (rows, then left to right)."""
     kept = _in_pixels(boxes, scores, threshold, size)
     order = reading_order([d.box for d in kept])
-    return [kept[i] for i in order]
+    return _InLayoutOrder(kept[i] for i in order)
 
 
 def text_boxes(
@@ -107,7 +115,55 @@ def _in_pixels(
     boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
 ) -> list[Detection]:
     """The boxes scoring at least `threshold`, converted by dataspec's box rules (a box
-    they drop is left out), in file order."""
+    they drop is left out), in file order.
+
+    For float boxes the rules `BoxFrame(size).to_pixels` applies to a pixel `[x, y, w, h]`
+    box are inlined (no `RawBox`, no notes: nobody reads them here); other arrays go
+    through `BoxFrame` itself.
+    """
+    if boxes.dtype != np.float64:
+        return _by_rules(boxes, scores, threshold, size)
+    hi_x, hi_y = (float(size[0]), float(size[1])) if size else (MAX_COORD, MAX_COORD)
+    top, isfinite, floor = MAX_COORD, math.isfinite, math.floor
+    kept: list[Detection] = []
+    for (x1, y1, w, h), score in zip(boxes.tolist(), scores.tolist(), strict=True):
+        if score < threshold:
+            continue
+        x2, y2 = x1 + w, y1 + h
+        # a sum of finite values is finite unless it overflows, which only values far
+        # beyond `MAX_COORD` do: dropped either way
+        if not isfinite(x1 + y1 + x2 + y2):
+            continue  # nan_box
+        if not (
+            -top <= x1 <= top and -top <= y1 <= top and -top <= x2 <= top and -top <= y2 <= top
+        ):
+            continue  # implausible_box
+        if x2 < x1 or y2 < y1:
+            continue  # negative_extent
+        # min(max(v, 0.0), hi), as `to_pixels` clips
+        cx1 = 0.0 if x1 < 0.0 else x1
+        cx1 = hi_x if hi_x < cx1 else cx1
+        cy1 = 0.0 if y1 < 0.0 else y1
+        cy1 = hi_y if hi_y < cy1 else cy1
+        cx2 = 0.0 if x2 < 0.0 else x2
+        cx2 = hi_x if hi_x < cx2 else cx2
+        cy2 = 0.0 if y2 < 0.0 else y2
+        cy2 = hi_y if hi_y < cy2 else cy2
+        if (cx2 <= cx1 or cy2 <= cy1) and (x2 > x1 and y2 > y1):
+            continue  # outside_page
+        ix1, iy1 = floor(cx1 + 0.5), floor(cy1 + 0.5)
+        iw, ih = floor(cx2 + 0.5) - ix1, floor(cy2 + 0.5) - iy1
+        if iw < 1 or ih < 1:
+            continue  # zero_area
+        score = 0.0 if score < 0.0 else (1.0 if score > 1.0 else score)  # clamped to [0, 1]
+        kept.append(Detection((ix1, iy1, iw, ih), score))
+    return kept
+
+
+def _by_rules(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, size: tuple[int, int] | None
+) -> list[Detection]:
+    """`_in_pixels` through `BoxFrame.to_pixels` itself."""
     frame = BoxFrame(size)
     notes: list[Note] = []
     kept: list[Detection] = []
@@ -278,7 +334,11 @@ def _reading_order(
 ) -> tuple[list[int], Literal["vlm", "layout"]]:
     """(reading order, its source): the VLM's order over its boxed pairs, the other
     detections in their layout slots; else the layout order in the page's direction."""
-    layout = reading_order([d.box for d in dets], rtl=alignment.direction == "rtl")
+    rtl = alignment.direction == "rtl"
+    if not rtl and type(dets) is _InLayoutOrder:
+        layout = list(range(len(dets)))
+    else:
+        layout = reading_order([d.box for d in dets], rtl=rtl)
     rank = alignment.vlm_rank
     if rank is None:
         return layout, "layout"
@@ -300,6 +360,7 @@ TAIL_PARTS = 3
 """Folders + file kept from the image path when the VLM JSON is not under --vlm_dir."""
 
 
+@functools.lru_cache(maxsize=16384)
 def _safe_part(part: str) -> str:
     """A path part that is legal on Windows and POSIX and cannot climb out of a folder.
 
@@ -327,7 +388,7 @@ def _parts(path: str) -> list[str]:
     text = path.replace("\\", "/")
     if is_windows_path(path):
         text = text[2:]
-    return [p for p in PurePosixPath(text).parts if p not in ("/", "", ".")]
+    return [p for p in posix_parts(text) if p not in ("/", "", ".")]
 
 
 def _with_json(name: str) -> str:
@@ -367,6 +428,34 @@ class UnsafeOutputError(ValueError):
     """An output path that would leave the out dir or write through a symlink."""
 
 
+class _Checks:
+    """What `inside` learned during one run (`begin_output_run`): out dirs made absolute,
+    folders found to be plain folders, and the last output file's `lstat` (for
+    `write_if_changed`)."""
+
+    def __init__(self) -> None:
+        self.bases: dict[str, str] = {}
+        self.folders: set[str] = set()
+        self.last: tuple[str, os.stat_result | None] | None = None
+
+
+_RUN: _Checks | None = None
+
+
+def begin_output_run() -> None:
+    """From now until `end_output_run`, `inside` checks each folder of an out tree once
+    (the analyzer never makes a symlink, so a folder found plain stays plain) and tells
+    `write_if_changed` what it found at the file. Called at the start of each run."""
+    global _RUN
+    _RUN = _Checks()
+
+
+def end_output_run() -> None:
+    """Back to checking every folder on every call."""
+    global _RUN
+    _RUN = None
+
+
 def inside(out_dir: str, rel: str) -> str:
     """The absolute output path of `rel` under `out_dir`, checked on the file system.
 
@@ -374,47 +463,105 @@ def inside(out_dir: str, rel: str) -> str:
     on the way already exists as a symlink (a write through it could land anywhere), or
     when the file exists as a FIFO, socket or device. (A folder where the file should be
     is left to the write, which fails.) Only what lies below the out dir is checked: the
-    out dir itself may be a symlink.
+    out dir itself may be a symlink. During a run (`begin_output_run`) a folder found
+    plain is not checked again.
     """
-    base = os.path.abspath(out_dir)
-    full = os.path.abspath(os.path.join(base, *rel.split("/")))
-    if full == base or os.path.commonpath([base, full]) != base:
-        raise UnsafeOutputError(f"output {rel!r} leaves {base}")
-    parts = os.path.relpath(full, base).split(os.sep)
+    run = _RUN
+    base = run.bases.get(out_dir) if run is not None else None
+    if base is None:
+        base = os.path.abspath(out_dir)
+        if run is not None:
+            run.bases[out_dir] = base
+    parts = rel.split("/")
+    plain = "" not in parts and "." not in parts and ".." not in parts
+    if plain and os.sep == "/" and not base.startswith("//"):  # (a `//` root: the long way)
+        full = base + rel if base == "/" else base + "/" + rel  # what the checks below give
+    else:
+        full = os.path.abspath(os.path.join(base, *parts))
+        if full == base or os.path.commonpath([base, full]) != base:
+            raise UnsafeOutputError(f"output {rel!r} leaves {base}")
+        parts = os.path.relpath(full, base).split(os.sep)
+    folders = run.folders if run is not None else None
     here = base
+    found: os.stat_result | None = None
     for i, part in enumerate(parts):
         here = os.path.join(here, part)
+        last = i == len(parts) - 1
+        if not last and folders is not None and here in folders:
+            continue
         try:
-            mode = os.lstat(here).st_mode
+            st = os.lstat(here)
         except FileNotFoundError:
             break  # the rest is created by the write, as plain folders
         except OSError as exc:
             raise UnsafeOutputError(f"{here}: cannot check ({exc.strerror or exc})") from None
+        mode = st.st_mode
         if stat.S_ISLNK(mode):
             target = os.path.realpath(here)
             raise UnsafeOutputError(f"{here} is a symlink (to {target}): not written through")
-        last = i == len(parts) - 1
         if last and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block
             raise UnsafeOutputError(f"{here} exists and is not a regular file")
         if not last and not stat.S_ISDIR(mode):
             raise UnsafeOutputError(f"{here} exists and is not a folder")
+        if last:
+            found = st
+        elif folders is not None:
+            folders.add(here)
+    if run is not None:
+        run.last = (full, found)
     return full
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def write_if_changed(path: str, data: bytes) -> bool:
     """Write `data` atomically unless the file already holds exactly these bytes.
 
     Returns True when written. A rerun after a crash thus leaves the files the crashed run
-    finished untouched (same bytes, same mtime) and writes the rest.
+    finished untouched (same bytes, same mtime) and writes the rest. Right after `inside`
+    checked `path` in a run, its `lstat` is used: a missing file or one of another size is
+    written without being opened.
     """
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(len(data) + 1) == data:
-                return False
-    except OSError:
-        pass
-    atomic_write_bytes(path, data)
+    run = _RUN
+    known = None
+    if run is not None:
+        known, run.last = run.last, None
+    checked = known is not None and known[0] == path
+    if checked:
+        st = known[1] if known is not None else None
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            write_atomic(path, data)
+            return True
+    if _holds(path, data, checked):
+        return False
+    write_atomic(path, data)
     return True
+
+
+def _holds(path: str, data: bytes, checked: bool = False) -> bool:
+    """True when the file at `path` is a regular file of exactly these bytes (`checked`:
+    its `lstat` just said a regular file of that size)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        return False
+    try:
+        if not checked:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+                return False
+        have = os.read(fd, len(data) + 1)
+        while 0 < len(have) < len(data):  # a short read (network file systems)
+            more = os.read(fd, len(data) + 1 - len(have))
+            if not more:
+                break
+            have += more
+        return have == data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")

@@ -242,13 +242,10 @@ def match_pages(
     for k in keys:
         img_spell[k.series_norm].add(k.series)
 
+    exact = [k.exact for k in keys]
     m.run_tier(
         "exact",
-        {
-            i: (keys[i].exact, by_exact[keys[i].exact])
-            for i in m.open_pages()
-            if keys[i].exact in by_exact
-        },
+        {i: (exact[i], by_exact[exact[i]]) for i in m.open_pages() if exact[i] in by_exact},
     )
 
     proposals: dict[int, tuple[str, list[int]]] = {}

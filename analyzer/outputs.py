@@ -16,7 +16,13 @@ import orjson
 from dataspec.io import atomic_open, atomic_write_bytes
 
 from .coco import CocoPages
-from .emit import UnsafeOutputError, inside, remove_stale_temps
+from .emit import (
+    UnsafeOutputError,
+    begin_output_run,
+    end_output_run,
+    inside,
+    remove_stale_temps,
+)
 from .match import AMBIGUITY_COLUMNS, MatchResult
 from .page import PageResult
 from .problems import PROBLEM_COLUMNS, Problem, shard_path, write_csv
@@ -172,16 +178,20 @@ def remove_run_temps(opts: Options, targets: list[str]) -> None:
     symlink on the way): nothing outside the out dir is ever removed.
     """
     paths = side_outputs(opts)
-    if opts.emit is not None:
+    if opts.emit is not None and os.path.isdir(opts.emit.out_dir):  # else none can be there
         folders: dict[str, list[str]] = {}
         for rel in targets:
             folders.setdefault(rel.rpartition("/")[0], []).append(rel)
-        for rels in folders.values():
-            try:
-                inside(opts.emit.out_dir, rels[0])
-            except UnsafeOutputError:
-                continue
-            paths += [os.path.join(opts.emit.out_dir, *rel.split("/")) for rel in rels]
+        begin_output_run()  # each folder of the out tree checked once
+        try:
+            for rels in folders.values():
+                try:
+                    inside(opts.emit.out_dir, rels[0])
+                except UnsafeOutputError:
+                    continue
+                paths += [os.path.join(opts.emit.out_dir, *rel.split("/")) for rel in rels]
+        finally:
+            end_output_run()
     remove_stale_temps(paths)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from dataspec.keys import norm_path
 
 from .coco import CocoPages
-from .emit import collision_key, output_name
+from .emit import begin_output_run, collision_key, end_output_run, output_name
 from .manifest import Manifest
 from .match import MatchResult
 from .page import Chunk, PageResult, Task, WorkerConfig, book_of, init_worker, process_chunk
@@ -100,35 +100,36 @@ class Plan:
         (or shard) starts. `priors`: each page's right-to-left prior from an earlier pass.
         """
         coco, match, manifest = self.coco, self.match, self.manifest
-        priors = priors or {}
-        for part in _cut(pages, [book_of(coco.paths[p]) for p in pages]):
-            spans = [(int(coco.offsets[p]), int(coco.offsets[p + 1])) for p in part]
+        paths, ids, vlms, tiers, keys = coco.paths, coco.ids, match.vlm, match.tier, match.key
+        target, pre_skip, prior = self.names.get, self.pre_skip.get, (priors or {}).get
+        for part in _cut(pages, [book_of(paths[p]) for p in pages]):
+            at = np.asarray(part, dtype=np.int64)
             tasks = []
-            for p in part:
-                vlm = match.vlm[p]
+            for p, (width, height) in zip(part, coco.sizes[at].tolist(), strict=True):
+                vlm = vlms[p]
                 tasks.append(
                     Task(
                         page=p,
-                        image_id=coco.ids[p],
-                        image_path=coco.paths[p],
-                        width=int(coco.sizes[p, 0]),
-                        height=int(coco.sizes[p, 1]),
+                        image_id=ids[p],
+                        image_path=paths[p],
+                        width=width,
+                        height=height,
                         vlm_path=vlm.path if vlm is not None else None,
-                        tier=match.tier[p],
-                        key=match.key[p],
-                        target=self.names.get(p),
-                        pre_skip=self.pre_skip.get(p),
+                        tier=tiers[p],
+                        key=keys[p],
+                        target=target(p),
+                        pre_skip=pre_skip(p),
                         manifest_image=(
                             manifest.image_for(vlm.rel)
                             if manifest is not None and vlm is not None
                             else None
                         ),
-                        rtl_prior=priors.get(p),
+                        rtl_prior=prior(p),
                     )
                 )
-            rows, offsets = _gather(spans)
-            trows, toffsets = _gather([coco.text_span(p) for p in part])
-            crows, coffsets = _gather([coco.char_span(p) for p in part])
+            rows, offsets = _gather(coco.offsets, at)
+            trows, toffsets = _gather(coco.text_offsets, at)
+            crows, coffsets = _gather(coco.char_offsets, at)
             yield Chunk(
                 tasks,
                 offsets,
@@ -144,14 +145,15 @@ class Plan:
             )
 
 
-def _gather(spans: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """(the rows of every `(first, end)` span, in order; each span's offsets into them)."""
-    rows = np.concatenate(
-        [np.arange(lo, hi, dtype=np.int64) for lo, hi in spans] or [np.zeros(0, np.int64)]
-    )
-    offsets = np.zeros(len(spans) + 1, dtype=np.int64)
-    np.cumsum([hi - lo for lo, hi in spans], out=offsets[1:])
-    return rows, offsets
+def _gather(offsets: np.ndarray, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows of `pages` in arrays grouped by `offsets`, in page order; each page's
+    offsets into those rows), in a few array operations, not one per page."""
+    first = offsets[pages]
+    counts = offsets[pages + 1] - first
+    out = np.zeros(len(pages) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    rows = np.arange(out[-1], dtype=np.int64) + np.repeat(first - out[:-1], counts)
+    return rows, out
 
 
 def _cut(pages: Sequence[int], books: Sequence[str]) -> Iterator[Sequence[int]]:
@@ -165,21 +167,54 @@ def _cut(pages: Sequence[int], books: Sequence[str]) -> Iterator[Sequence[int]]:
             start = at
 
 
-class Executor:
-    """Runs chunks in this process (1 worker) or in a pool; results come in chunk order."""
+def _start(config: WorkerConfig) -> None:
+    """Make this process a worker of a new run (in-process, or a pool worker's first chunk)."""
+    begin_output_run()
+    init_worker(config)
 
-    def __init__(self, config: WorkerConfig, workers: int) -> None:
-        self.config = config
+
+def _warm() -> None:
+    """A pool worker's initializer: nothing to do, but naming it makes the worker import
+    this module (so the analyzer and dataspec) as soon as it starts."""
+
+
+_SET_UP: list[WorkerConfig] = []
+"""The config this pool worker was set up with (empty until its first chunk)."""
+
+
+def _run_chunk(config: WorkerConfig, chunk: Chunk) -> list[PageResult]:
+    """A pool task: set the worker up with the run's config on its first chunk, then
+    process the chunk."""
+    if not _SET_UP or _SET_UP[0] != config:
+        _start(config)
+        _SET_UP[:] = [config]
+    return process_chunk(chunk)
+
+
+class Executor:
+    """Runs chunks in this process (1 worker) or in a pool; results come in chunk order.
+
+    A pool starts on entering, so its workers import the analyzer while the main process
+    reads the inputs; `start` then gives the run's `WorkerConfig` (sent with each chunk,
+    taken by each worker with its first).
+    """
+
+    def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.config: WorkerConfig | None = None
         self.pool: Any = None
 
     def __enter__(self) -> Executor:
         if self.workers > 1:
             context = multiprocessing.get_context("spawn")
-            self.pool = context.Pool(self.workers, initializer=init_worker, initargs=(self.config,))
-        else:
-            init_worker(self.config)
+            self.pool = context.Pool(self.workers, initializer=_warm)
         return self
+
+    def start(self, config: WorkerConfig) -> None:
+        """The run's config: in-process, this process becomes the worker now."""
+        self.config = config
+        if self.pool is None:
+            _start(config)
 
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
@@ -188,16 +223,20 @@ class Executor:
             else:
                 self.pool.terminate()
             self.pool.join()
+        elif self.config is not None:
+            end_output_run()
 
     def map(self, chunks: Iterable[Chunk]) -> Iterator[list[PageResult]]:
         """Results of each chunk, in order; at most 3 chunks per worker in flight."""
+        if self.config is None:
+            raise RuntimeError("Executor.start(config) comes before map")
         if self.pool is None:
             for chunk in chunks:
                 yield process_chunk(chunk)
             return
         pending: deque[Any] = deque()
         for chunk in chunks:
-            pending.append(self.pool.apply_async(process_chunk, (chunk,)))
+            pending.append(self.pool.apply_async(_run_chunk, (self.config, chunk)))
             if len(pending) >= 3 * self.workers:
                 yield pending.popleft().get()
         while pending:

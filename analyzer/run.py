@@ -295,69 +295,75 @@ def _tally(summary: Summary, r: PageResult) -> None:
     summary.tiers[r.row[_TIER_COLUMN]] += 1
     summary.empty += r.empty
     if r.matched:
-        summary.repairs.update(r.repairs)
-        summary.repaired += bool(r.repairs)
+        if r.repairs:
+            summary.repairs.update(r.repairs)
+            summary.repaired += 1
         summary.truncated += r.truncated
         summary.matched += 1
         summary.coverage_sum += r.coverage
         summary.with_text += r.with_text
-        summary.subsets.update(r.subsets)
+        subsets = summary.subsets
+        for name in r.subsets:
+            subsets[name] += 1
 
 
 def run(opts: Options, echo: Callable[[str], None] = click.echo) -> Summary:
     """Run the analyzer (see `analyzer` docs); raises `RunError` when it cannot start."""
     problems: list[Problem] = []
     _check_inputs(opts)
-    coco = _load(opts)
-    problems += coco.problems
-    echo(
-        f"detections: {len(coco)} images, {coco.annotations} annotations, "
-        f"{len(coco.scores)} panel detections (categories {sorted(coco.panel_ids)})"
-    )
-    manifest = _load_manifest(opts, problems)
-    match = _match(opts, coco, problems, echo, manifest)
-    order = sorted(range(len(coco)), key=lambda i: sort_key(coco, i))
-    names: dict[int, str] = {}
-    pre_skip: dict[int, str] = {}
-    if opts.emit is not None:
-        names, pre_skip = output_targets(order, coco, match, opts.emit)
-    lo, hi = shard_slice(len(order), opts.shard, [book_of(coco.paths[p]) for p in order])
-    pages = order[lo:hi][: opts.limit] if opts.limit is not None else order[lo:hi]
-    first_shard = opts.shard is None or opts.shard[0] == 0
-    remove_run_temps(opts, [names[p] for p in pages if p in names])
-    if not first_shard:
-        problems = []  # problems of the shared input are reported by the first shard
-
-    config = WorkerConfig(
-        image_roots=opts.image_roots,
-        min_det_score=opts.min_det_score,
-        min_text_coverage=opts.min_text_coverage,
-        caption_as_narration=opts.caption_as_narration,
-        emit=opts.emit,
-        text_evidence=len(coco.text_scores) > 0,
-        char_evidence=len(coco.char_scores) > 0,
-    )
-    plan = Plan(coco, match, names, pre_skip, manifest)
-    summary = Summary(emit=opts.emit is not None)
-    limit = opts.emit.limit if opts.emit is not None else None
-    outcomes: dict[int, Outcome] = {}
-    selected: list[PageResult] = []
-    vlm_map: dict[str, str] = {}
-    page_problems: dict[int, tuple[Problem, ...]] = {}
-    csv_path = shard_path(opts.output_csv, opts.shard)
     workers = max(1, min(opts.num_workers, os.cpu_count() or 1))
-
     with contextlib.ExitStack() as stack:
-        executor = stack.enter_context(Executor(config, workers))
-        fh = stack.enter_context(atomic_open(csv_path, "w", newline=""))
+        # a pool's workers start now: they import the analyzer while the inputs are read
+        executor = stack.enter_context(Executor(workers))
+        coco = _load(opts)
+        problems += coco.problems
+        echo(
+            f"detections: {len(coco)} images, {coco.annotations} annotations, "
+            f"{len(coco.scores)} panel detections (categories {sorted(coco.panel_ids)})"
+        )
+        manifest = _load_manifest(opts, problems)
+        match = _match(opts, coco, problems, echo, manifest)
+        order = sorted(range(len(coco)), key=lambda i: sort_key(coco, i))
+        names: dict[int, str] = {}
+        pre_skip: dict[int, str] = {}
+        if opts.emit is not None:
+            names, pre_skip = output_targets(order, coco, match, opts.emit)
+        books = [book_of(coco.paths[p]) for p in order] if opts.shard is not None else []
+        lo, hi = shard_slice(len(order), opts.shard, books)
+        pages = order[lo:hi][: opts.limit] if opts.limit is not None else order[lo:hi]
+        first_shard = opts.shard is None or opts.shard[0] == 0
+        remove_run_temps(opts, [names[p] for p in pages if p in names])
+        if not first_shard:
+            problems = []  # problems of the shared input are reported by the first shard
+
+        config = WorkerConfig(
+            image_roots=opts.image_roots,
+            min_det_score=opts.min_det_score,
+            min_text_coverage=opts.min_text_coverage,
+            caption_as_narration=opts.caption_as_narration,
+            emit=opts.emit,
+            text_evidence=len(coco.text_scores) > 0,
+            char_evidence=len(coco.char_scores) > 0,
+        )
+        plan = Plan(coco, match, names, pre_skip, manifest)
+        summary = Summary(emit=opts.emit is not None)
+        limit = opts.emit.limit if opts.emit is not None else None
+        outcomes: dict[int, Outcome] = {}
+        selected: list[PageResult] = []
+        vlm_map: dict[str, str] = {}
+        page_problems: dict[int, tuple[Problem, ...]] = {}
+        csv_path = shard_path(opts.output_csv, opts.shard)
+        executor.start(config)
+        fh = stack.enter_context(atomic_open(csv_path, "w", newline="", buffering=1 << 20))
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         lists = Lists(opts, stack)
         bar = stack.enter_context(_bar(opts.progress, len(pages), "analyzing pages"))
         for results in executor.map(plan.chunks(pages, emit=limit is None)):
+            writer.writerows([r.row for r in results])
             for r in results:
-                writer.writerow(r.row)
-                lists.add(r)
+                if lists.files:
+                    lists.add(r)
                 _tally(summary, r)
                 if r.problems:
                     page_problems[r.page] = r.problems

@@ -313,7 +313,7 @@ def read_vlm(
             file=path,
         )
     try:
-        raw = read_bytes(path)
+        raw = _read_regular(path, st.st_size)
         if not raw or raw.isspace():
             raise DataSpecError("empty reply (empty file)", file=path, code=EMPTY_REPLY)
         obj = decode_bytes(raw, notes)
@@ -336,12 +336,38 @@ def read_vlm(
     return records
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+"""Read-only; never blocking, should a FIFO take the place of the file just `stat`ed."""
+
+
+def _read_regular(path: str, size: int) -> bytes:
+    """The bytes of the regular file at `path` whose `stat` gave `size`: one open, one
+    read when the size still holds (more reads only if it changed). `DataSpecError`
+    naming the file when it cannot be read."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+        try:
+            data = os.read(fd, size + 1)
+            if len(data) != size:  # grown, shrunk, or a short read: read to the end
+                parts = [data]
+                while more := os.read(fd, max(size, 1 << 16)):
+                    parts.append(more)
+                data = b"".join(parts)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise DataSpecError(f"cannot read: {exc.strerror or exc}", file=path) from exc
+    return data
+
+
 def vlm_stats(records: list[PanelRecord]) -> VlmStats:
-    """Panel and text counts of a page's VLM panels."""
-    return VlmStats(
-        panels=len(records),
-        with_text=sum(not r.text.is_empty() for r in records),
-        dialogue=sum(bool(r.text.dialogue) for r in records),
-        narration=sum(bool(r.text.narration) for r in records),
-        sfx=sum(bool(r.text.sfx) for r in records),
-    )
+    """Panel and text counts of a page's VLM panels (one pass over them)."""
+    with_text = dialogue = narration = sfx = 0
+    for r in records:
+        text = r.text
+        said, told, sounded = bool(text.dialogue), bool(text.narration), bool(text.sfx)
+        dialogue += said
+        narration += told
+        sfx += sounded
+        with_text += said or told or sounded  # `not text.is_empty()`
+    return VlmStats(len(records), with_text, dialogue, narration, sfx)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -182,9 +182,6 @@ def load_with_notes(
     return mark_truncated(page, notes), notes
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
 _DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
@@ -224,22 +221,86 @@ def output_path(root: PathLike, relative: PathLike) -> Path:
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write `data` to `path` via a temp file in the same folder and `os.replace`."""
-    with atomic_open(path, "wb") as fh:
-        fh.write(data)
+    write_atomic(os.fspath(path), data)
     return Path(path)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """`atomic_write_bytes` without making a `Path`: create the temp file, write, close,
+    rename (four system calls; the folder is made only when missing). No fsync: a crash
+    of the machine may lose the file, never leave half of it."""
+    fd, tmp, path = _create_temp(path)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+"""The characters of a temp file's random part (those of `tempfile.mkstemp`)."""
+_TEMP_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOINHERIT", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_TEMP_NAMES = random.Random()
+if hasattr(os, "register_at_fork"):  # a forked child must not draw its parent's names
+    os.register_at_fork(after_in_child=_TEMP_NAMES.seed)
+
+
+def _create_temp(path: str) -> tuple[int, str, str]:
+    """A new, empty temp file `.<name>.<8 random characters>.tmp` beside `path`, open for
+    writing, with the mode a new file gets (0o666 less the umask): (fd, its path, the
+    path it is to replace).
+
+    Created exclusively (never an existing file or a symlink); the folder and its parents
+    are made when missing.
+    """
+    folder, name = os.path.split(path)
+    if not name:  # a path ending in a separator: `Path`'s reading of it
+        target = Path(path)
+        folder, name, path = str(target.parent), target.name, str(target)
+    made = False
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{''.join(_TEMP_NAMES.choices(_TEMP_CHARS, k=8))}.tmp")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp, path
+        except FileExistsError:
+            continue
+        except (FileNotFoundError, NotADirectoryError):
+            if made:
+                raise
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            made = True
+    raise FileExistsError(f"no free temp file name beside {path}")
 
 
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success it replaces `path`, on error it is removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = os.fspath(path)
     if "b" not in mode:
         kwargs.setdefault("encoding", "utf-8")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp, target = _create_temp(target)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, mode, **kwargs) as fh:
+        try:
+            fh = os.fdopen(fd, mode, **kwargs)
+        except BaseException:
+            os.close(fd)
+            raise
+        with fh:
             yield fh
         os.replace(tmp, target)
     except BaseException:

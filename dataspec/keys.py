@@ -83,6 +83,7 @@ def norm_series(name: str) -> str:
     return _alnum(name)
 
 
+@functools.lru_cache(maxsize=16384)
 def page_number(stem: str) -> str:
     """The page part of the series+page key: `0012` → `12`, `p3` → `3`, else letters+digits."""
     match = _TRAILING_NUMBER.match(stem)
@@ -141,25 +142,35 @@ class PageKey:
         return f"{_alnum(self.series)}#{page_number(self.stem)}"
 
 
+_NO_KEY = PageKey("", (), "", ())
+
+
+@functools.lru_cache(maxsize=16384)
+def _page_stem(name: str) -> tuple[str | None, str]:
+    """(its container prefix in lower case or None, the page stem) of a file name:
+    `JPG4CBZ_0001.jpg` → (`jpg4cbz`, `0001`)."""
+    stem = image_stem(name)
+    match = _PREFIX.match(stem)
+    if match and is_container(match.group(1)):
+        return match.group(1).lower(), match.group(2)
+    return None, stem
+
+
 def page_key(path: str) -> PageKey:
     """The page key of an image path or VLM JSON path (Windows or POSIX, any depth)."""
     text = path.replace("\\", "/")
     if is_windows_path(path):
         text = text[2:]
-    parts = [p for p in text.split("/") if p not in ("", ".")]
+    parts = [p for p in text.split("/") if p and p != "."]
     if not parts:
-        return PageKey("", (), "", ())
-    stem = image_stem(parts[-1])
-    containers: list[str] = []
-    match = _PREFIX.match(stem)
-    if match and is_container(match.group(1)):
-        containers.append(match.group(1).lower())
-        stem = match.group(2)
-    folders = parts[:-1]
-    i = len(folders) - 1
-    while i >= 0 and is_container(folders[i]):
-        containers.insert(0, folders[i].lower())
+        return _NO_KEY
+    prefix, stem = _page_stem(parts[-1])
+    i = len(parts) - 2
+    while i >= 0 and is_container(parts[i]):
         i -= 1
-    series = folders[i] if i >= 0 else ""
-    parents = tuple(reversed(folders[:i])) if i > 0 else ()
+    containers = [p.lower() for p in parts[i + 1 : -1]]
+    if prefix is not None:
+        containers.append(prefix)
+    series = parts[i] if i >= 0 else ""
+    parents = tuple(reversed(parts[:i])) if i > 0 else ()
     return PageKey(series, tuple(containers), stem, parents)
