@@ -75,15 +75,15 @@ class _Model:
             value = self._cache[key] = _log_counts(key[1], key[2], self.recall, self.false_boxes)
         return value
 
-    def table(self, kind: int) -> np.ndarray:
-        """`text` (kind 0) or `chars` (kind 1) for every count up to the cap, as an array
-        indexed [boxes, lines or names]. Built once."""
+    def table(self, kind: int, size: int) -> np.ndarray:
+        """`text` (kind 0) or `chars` (kind 1) as an array indexed [boxes, lines or names],
+        at least `size` (at most the cap + 1) each way. Grown as pages need it, so a
+        process pays only for the counts its pages hold."""
         got = self._tables.get(kind)
-        if got is None:
+        if got is None or len(got) < size:
+            n = min(_CAP + 1, max(size, 2 * len(got) if got is not None else 16))
             get = self.text if kind == 0 else self.chars
-            got = self._tables[kind] = np.array(
-                [[get(a, b) for b in range(_CAP + 1)] for a in range(_CAP + 1)]
-            )
+            got = self._tables[kind] = np.array([[get(a, b) for b in range(n)] for a in range(n)])
         return got
 
     def chars(self, c: int, named: int) -> float:
@@ -151,9 +151,9 @@ def _weights(
     n = len(t)
     lp = [math.log(x) for x in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
     lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
-    table = model.table(0)
     tt = np.minimum(np.asarray(t, np.int64), _CAP)
     ll = np.asarray(lines, np.int64)
+    table = model.table(0, 1 + min(_CAP, max(2 * int(tt.max()), 2 * int(ll.max()), orphans)))
     t2, l2 = np.minimum(tt[:-1] + tt[1:], _CAP), np.minimum(ll[:-1] + ll[1:], _CAP)
     ll = np.minimum(ll, _CAP)
     # a missed panel leaves its text (and figure) boxes outside every detection
@@ -168,8 +168,8 @@ def _weights(
     tail = [model.lone_det(t[i]) for i in range(n)]
     if cast is not None:  # without one, every character term is 0 and is left out
         c, named, c_out = cast
-        chars = model.table(1)
         cc, nn = np.asarray(c, np.int64), np.asarray(named, np.int64)
+        chars = model.table(1, 1 + min(_CAP, max(2 * int(cc.max()), 2 * int(nn.max()), c_out)))
         c2, n2 = np.minimum(cc[:-1] + cc[1:], _CAP), np.minimum(nn[:-1] + nn[1:], _CAP)
         cc, nn = np.minimum(cc, _CAP), np.minimum(nn, _CAP)
         base += model.chars(c_out, 0)
