@@ -15,6 +15,8 @@ gets its VLM reply twice: old schema (`speakers[]`, no boxes) and production (`b
                    VLM panel has a box, else pairing by position when the counts are equal
   read VLM JSON    for scale: `decode_bytes` + `read_panels` of the reply's bytes, what
                    `analyzer.vlm.read_vlm` does to every page after reading the file
+  batched          `prepare` + `align_many` over 400 pages at a time, as the analyzer
+                   aligns a chunk (mean per page only)
 
 Detections are passed in reading order with score >= 0.5, as `analyzer.page` passes them;
 the VLM panels are the `read_panels` records of the replies (made before timing). Each
