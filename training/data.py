@@ -232,8 +232,10 @@ def read_crops(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allow_truncated: bool = True,
     reducing_gap: float | None = None,
+    whole_page: bool = False,
 ) -> Crops:
-    """Decode a page image once and cut every panel out of it, resized to `size`.
+    """Decode a page image once and cut every panel out of it, resized to `size`; with
+    `whole_page`, the whole page as one more crop after the panels'.
 
     With `fast`, a JPEG is decoded at a reduced scale when every crop will still be
     downscaled (`draft_scale`), and boxes are scaled by the decode factor. A truncated
@@ -266,7 +268,8 @@ def read_crops(
             truncated = True
         with image:
             rgb = image if image.mode == "RGB" else image.convert("RGB")
-            pixels = _cut(rgb, clamped, size, letterbox, 1.0 / scale, reducing_gap)
+            cut = [*clamped, (0, 0, *page_size)] if whole_page else clamped
+            pixels = _cut(rgb, cut, size, letterbox, 1.0 / scale, reducing_gap)
     except ImageError:
         raise
     except (
@@ -338,6 +341,8 @@ class PageMeta:
     decode_scale: int = 1
     notes: tuple[str, ...] = ()
     """Codes of the lenient load's notes (what was coerced or dropped); empty when strict."""
+    page_size: tuple[int, int] = (0, 0)
+    """The image's (width, height); (0, 0) when it was not read (a page without panels)."""
     order_source: str | None = LAYOUT
     """Where the page's order labels come from: its `reading_order_source`, `LAYOUT`
     when it has no `reading_order` (the heuristic's), None for an order of unknown source."""
@@ -370,6 +375,8 @@ class PageItem:
     direction: int = IGNORE
     """0: the label order is the left-to-right candidate, 1: the right-to-left one;
     `IGNORE` when it is both, neither, or no target."""
+    page_crop: torch.Tensor | None = None
+    """(3, S, S) uint8: the whole page, when the dataset was asked for page crops."""
 
 
 def panel_text(panel: dataspec.Panel) -> tuple[str, int]:
@@ -448,6 +455,7 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         strict_paths: bool = False,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
         order_labels: str = "independent",
+        page_crops: bool = False,
     ) -> None:
         if order_labels not in ORDER_LABELS:
             raise ValueError(f"order_labels must be one of {ORDER_LABELS}, got {order_labels!r}")
@@ -465,6 +473,8 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         self.reducing_gap = reducing_gap
         self.strict_paths = strict_paths
         self.max_json_bytes = max_json_bytes
+        self.page_crops = page_crops
+        """Items also carry the whole page as one crop (`PageItem.page_crop`)."""
         self.order_labels = order_labels
         """`independent`: only pages ordered by a source in `INDEPENDENT_ORDER_SOURCES`
         are order targets; `any`: every page (the heuristic's orders included)."""
@@ -541,6 +551,11 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         book, number = self.keys[index]
         if n == 0:
             _log_zero_panels(path)
+            page_crop, size = None, (0, 0)
+            if self.page_crops:
+                whole = self._read(page.page_image_path, [])
+                page_crop = torch.from_numpy(whole.pixels[0]).permute(2, 0, 1).contiguous()
+                size = whole.page_size
             empty = PageMeta(
                 index,
                 path,
@@ -552,6 +567,7 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
                 0,
                 lenient=lenient,
                 notes=notes or (),
+                page_size=size,
             )
             return PageItem(
                 empty,
@@ -562,18 +578,10 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
                 torch.zeros((0,), dtype=torch.int64),
                 torch.zeros((0,), dtype=torch.int64),
                 torch.zeros((0, len(MODALITIES)), dtype=torch.bool),
+                page_crop=page_crop,
             )
         try:
-            crops = read_crops(
-                page.page_image_path,
-                [page.panels[i].panel_coords for i in keep],
-                cfg.image_size,
-                letterbox=cfg.crop_mode == "letterbox",
-                fast=self.fast_decode,
-                max_pixels=self.max_pixels,
-                allow_truncated=self.allow_truncated,
-                reducing_gap=self.reducing_gap,
-            )
+            crops = self._read(page.page_image_path, [page.panels[i].panel_coords for i in keep])
         except OutsideImageError as exc:
             panel = keep[exc.box_index]
             reason = f"{path}: panel {panel} {exc}"
@@ -602,8 +610,12 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             lenient=lenient,
             decode_scale=crops.scale,
             notes=notes or (),
+            page_size=crops.page_size,
             order_source=source,
         )
+        page_crop = None
+        if self.page_crops:
+            page_crop = torch.from_numpy(crops.pixels[n]).permute(2, 0, 1).contiguous()
         pixels = torch.from_numpy(crops.pixels[position]).permute(0, 3, 1, 2).contiguous()
         return PageItem(
             meta,
@@ -617,6 +629,21 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             candidates,
             labelled,
             direction if labelled else IGNORE,
+            page_crop,
+        )
+
+    def _read(self, image_path: str, boxes: Sequence[Sequence[int]]) -> Crops:
+        cfg = self.config
+        return read_crops(
+            image_path,
+            boxes,
+            cfg.image_size,
+            letterbox=cfg.crop_mode == "letterbox",
+            fast=self.fast_decode,
+            max_pixels=self.max_pixels,
+            allow_truncated=self.allow_truncated,
+            reducing_gap=self.reducing_gap,
+            whole_page=self.page_crops,
         )
 
 
@@ -704,6 +731,10 @@ class Batch:
     direction: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
     """(B,) int64: 0 / 1 when the page's order label is the left-to-right / right-to-left
     candidate only, else `IGNORE`."""
+    page_crops: torch.Tensor = field(
+        default_factory=lambda: torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
+    )
+    """(B, 3, S, S) uint8 whole pages, when the dataset gives them; else (0, 3, 1, 1)."""
 
     def __len__(self) -> int:
         return len(self.pages)
@@ -783,6 +814,12 @@ def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
         tokens = torch.zeros((0, 1), dtype=torch.int64)
     metas = [it.meta for it in pages]
     pairs = page_pairs(metas)
+    whole = [it.page_crop for it in pages]
+    page_crops = (
+        torch.stack([c for c in whole if c is not None])
+        if pages and all(c is not None for c in whole)
+        else torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
+    )
     return Batch(
         crops=crops,
         tokens=tokens,
@@ -799,6 +836,7 @@ def collate(items: Sequence[PageItem | SkippedPage], max_panels: int) -> Batch:
         skipped=skipped,
         candidates=candidates,
         direction=direction,
+        page_crops=page_crops,
     )
 
 

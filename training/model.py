@@ -224,8 +224,18 @@ class PanelAtomizer(nn.Module):
             out = out.to(encoded.dtype).index_put((index,), encoded)
         return out
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(atoms (B, P, d), content (N, d) of real panels, composition embedding (B, P, d))."""
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vision (N, d), text (N, d)) encoder outputs of the real panels, before fusion;
+        text is zero where the panel's text is off (unknown or none)."""
+        v = self.vision(batch.crops)
+        on = batch.modality_mask[batch.panel_mask]
+        return v, self._encode_text(batch, on[:, 1], v)
+
+    def forward(
+        self, batch: Batch, encoded: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(atoms (B, P, d), content (N, d) of real panels, composition embedding (B, P, d));
+        `encoded` is `encode(batch)` when the caller has it already."""
         comp = self.comp(batch.comp)
         b, p, d = comp.shape
         if batch.crops.shape[0] == 0:
@@ -233,8 +243,7 @@ class PanelAtomizer(nn.Module):
             return comp.new_zeros((b, p, d)), empty, comp
         real = batch.panel_mask
         on = batch.modality_mask[real]  # (N, 3): vision, text, layout
-        v = self.vision(batch.crops)
-        t = self._encode_text(batch, on[:, 1], v)
+        v, t = encoded if encoded is not None else self.encode(batch)
         c = comp[real]
         x = torch.stack([v, t.to(v.dtype), c.to(v.dtype)], 1)  # (N, 3, d)
         x = torch.where(on.unsqueeze(-1), x, torch.zeros_like(x))  # masked inputs: nothing
@@ -534,6 +543,44 @@ class ClosureLite(nn.Module):
             out["mpm_index"] = flat_index[mpm_mask]
             out["mpm_known"] = batch.text_state[mpm_mask] != TEXT_UNKNOWN
         return out
+
+    @torch.no_grad()
+    def embed(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The embeddings a search store keeps, in one pass: `page` (B, d), `states`
+        (B, P, d) panel states in their page's context, `vision` and `text` (N, d) encoder
+        outputs of the real panels (text zero where off), and `page_image` (B, d), the
+        vision encoder on each whole page (`batch.page_crops`; (0, d) when the batch has
+        none), comparable with `encode_images` of an image file."""
+        encoded: tuple[torch.Tensor, torch.Tensor] | None = None
+        if batch.crops.shape[0]:
+            encoded = self.atomizer.encode(batch)
+        atoms, _, _ = self.atomizer(batch, encoded)
+        states, page_state = self.context(atoms, batch.panel_mask)
+        page, _ = self.pool(states, page_state, batch.panel_mask)
+        d = page.shape[-1]
+        vision, text = encoded if encoded is not None else (page.new_zeros((0, d)),) * 2
+        page_image = (
+            self.atomizer.vision(batch.page_crops)
+            if batch.page_crops.shape[0]
+            else page.new_zeros((0, d))
+        )
+        return {
+            "page": page,
+            "states": states,
+            "vision": vision,
+            "text": text,
+            "page_image": page_image,
+        }
+
+    @torch.no_grad()
+    def encode_images(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 crops → (N, d) vision-encoder embeddings."""
+        return self.atomizer.vision(crops)
+
+    @torch.no_grad()
+    def encode_texts(self, tokens: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """(N, T) token ids of `texts` → (N, d) text-encoder embeddings (as panels get)."""
+        return self.atomizer.text(tokens, texts)
 
 
 def sample_mpm_mask(

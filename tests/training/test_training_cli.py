@@ -409,5 +409,5 @@ def test_evaluate_and_embed_show_progress_unless_asked_not_to(
     assert re.search(r"embed \[#+\] \d+/\d+", capsys.readouterr().err)
     assert evaluate_main([*common, *report, "--no-progress"]) == 0
     assert "evaluate [" not in capsys.readouterr().err
-    assert embed_main([*common, *emb, "--no_progress"]) == 0
+    assert embed_main([*common, *emb, "--no_progress", "--overwrite"]) == 0
     assert "embed [" not in capsys.readouterr().err

@@ -146,6 +146,8 @@ def test_embed_writes_arrays_and_index(
         str(held_out.image_root),
         "--output_dir",
         str(out),
+        "--format",
+        "npy",
     ]
     assert embed_main(argv) == 0
     pages = np.load(out / "page_embeddings.npy")

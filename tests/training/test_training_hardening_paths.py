@@ -211,7 +211,9 @@ def test_evaluate_and_embed_with_strict_paths(
     emb.mkdir()
     (tmp_path / "target.csv").write_bytes(b"outside")
     (emb / "index.csv").symlink_to(tmp_path / "target.csv")
-    assert embed_main([*common, "--output_dir", str(emb)]) == 0
+    # an index.csv already there is refused unasked; --overwrite replaces the link itself
+    assert embed_main([*common, "--output_dir", str(emb), "--format", "npy"]) == 1
+    assert embed_main([*common, "--output_dir", str(emb), "--format", "npy", "--overwrite"]) == 0
     assert (tmp_path / "target.csv").read_bytes() == b"outside"
     assert not (emb / "index.csv").is_symlink()
     with (emb / "skipped_pages.csv").open(encoding="utf-8") as fh:
