@@ -274,7 +274,7 @@ def test_text_query_cli_json(
     results = json.loads(capsys.readouterr().out)
     assert isinstance(results, list) and 1 <= len(results) <= 10
     for i, r in enumerate(results, 1):
-        assert KEYS <= set(r), set(r)
+        assert set(r) >= KEYS, set(r)
         assert r["rank"] == i and r["kind"] == "panel" and isinstance(r["slot"], int)
         assert len(r["box"]) == 4 and isinstance(r["score"], float)
     scores = [r["score"] for r in results]
@@ -306,7 +306,7 @@ def test_image_query_cli(store: Path, capsys: pytest.CaptureFixture[str]) -> Non
     capsys.readouterr()
     assert search_main(["--store", str(store), "--image", image, "--k", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
-    assert len(results) == 3 and KEYS <= set(results[0])
+    assert len(results) == 3 and set(results[0]) >= KEYS
     top = results[0]
     assert (top["rank"], top["row"], top["kind"], top["slot"], top["box"]) == (
         1,
@@ -332,7 +332,7 @@ def test_page_query_excludes_itself_by_default(
     assert search_main(["--store", str(store), "--page", page, "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results and row not in [r["row"] for r in results]
-    assert all(r["kind"] == "page" and KEYS <= set(r) for r in results)
+    assert all(r["kind"] == "page" and set(r) >= KEYS for r in results)
     assert search_main(["--store", str(store), "--page", page, "--include_self", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results[0]["row"] == row and results[0]["json_path"] == page
