@@ -447,7 +447,20 @@ def test_evaluate_and_embed_use_an_old_checkpoint_and_mark_text_states(
     assert json.loads(report.read_text())["pages_scored"] == 2
     assert "predates" in capsys.readouterr().err
     emb = tmp_path / "emb"
-    assert embed_main(["--checkpoint", str(old_checkpoint), *source, "--output_dir", str(emb), "--format", "npy"]) == 0
+    assert (
+        embed_main(
+            [
+                "--checkpoint",
+                str(old_checkpoint),
+                *source,
+                "--output_dir",
+                str(emb),
+                "--format",
+                "npy",
+            ]
+        )
+        == 0
+    )
     with (emb / "index.csv").open(encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["kind"] == "panel"]
     names = {TEXT_PRESENT: "present", TEXT_NONE: "none", TEXT_UNKNOWN: "unknown"}
