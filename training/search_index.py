@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,7 +205,7 @@ class VectorIndex:
             for f, sc in zip(found, scores, strict=True)
         ]
 
-    def scores(self, query: np.ndarray, ids: list[tuple[int, int | None]]) -> np.ndarray:
+    def scores(self, query: np.ndarray, ids: Sequence[tuple[int, int | None]]) -> np.ndarray:
         """Cosine of `query` with the vectors of the given (page row, slot) ids (0 for an
         id this kind lacks: a panel without text in `panel_text`)."""
         q = normalise(np.atleast_2d(query))[0]
