@@ -149,7 +149,7 @@ class VectorIndex:
 
         made_from = {
             "store": str(store.path),
-            "checkpoint_sha256": store.attrs["fingerprint"]["checkpoint_sha256"],
+            "fingerprint": store.attrs["fingerprint"],
             "pages": store.n_pages,
             "vectors": n,
             "kind": kind,
