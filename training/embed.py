@@ -176,9 +176,6 @@ def embed(args: Args) -> int:
     if opened is None:
         return 1
     model, config, _, paths, device = opened
-    rtl = getattr(args, "rtl", None)
-    if rtl is not None and rtl != config.rtl:
-        config = type(config)(**{**config.to_dict(), "rtl": rtl})
     if args.output_format == "npy":
         return _embed_npy(args, model, config, paths, device)
     return _embed_store(args, model, config, paths, device)

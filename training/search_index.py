@@ -41,6 +41,8 @@ EXACT_BELOW = 200_000
 DEFAULT_FACTORY = "HNSW32,Flat"
 """FAISS index factory for larger kinds (inner product on unit vectors)."""
 HNSW_EF_SEARCH = 128
+_SLOT_KEYS = 1 << 16
+"""Slots per row in `VectorIndex.position`'s keys (panel_index is int16: slots < 2**15)."""
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,7 @@ class VectorIndex:
         """(n, 2) int64: page row, slot (-1 for page kinds)."""
         self.vectors = vectors
         self.faiss_index = faiss_index
-        self._position = (
-            {(int(r), int(s)): i for i, (r, s) in enumerate(ids)} if len(ids) < 2_000_000 else None
-        )
+        self._keys: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -222,11 +222,14 @@ class VectorIndex:
 
     def position(self, row: int, slot: int | None) -> int | None:
         """Where the vector of (page row, slot) lies in this index, or None."""
-        key = (row, -1 if slot is None else slot)
-        if self._position is not None:
-            return self._position.get(key)
-        hit = np.nonzero((self.ids[:, 0] == key[0]) & (self.ids[:, 1] == key[1]))[0]
-        return int(hit[0]) if hit.size else None
+        # ids are in (row, slot) order, as the store's chunks are read: binary search on
+        # one sortable key per id, made on first need (no per-id Python objects)
+        width = _SLOT_KEYS
+        if self._keys is None:
+            self._keys = self.ids[:, 0] * width + self.ids[:, 1] + 1
+        key = row * width + (-1 if slot is None else slot) + 1
+        at = int(np.searchsorted(self._keys, key))
+        return at if at < len(self._keys) and self._keys[at] == key else None
 
     def _hit(self, at: int, score: float) -> Hit:
         row, slot = (int(v) for v in self.ids[at])

@@ -49,6 +49,7 @@ FLOAT_DTYPES = ("float16", "float32")
 
 PAGE_FLOATS = ("page_embedding", "page_image")
 PANEL_FLOATS = ("panel_embedding", "panel_vision", "panel_text")
+FLOATS = frozenset(PAGE_FLOATS + PANEL_FLOATS)
 SKIP_ARRAYS = ("skipped_input", "skipped_path", "skipped_reason", "skipped_kind")
 
 
@@ -283,9 +284,6 @@ class StoreWriter:
         """Commit what is buffered and mark the store complete."""
         self.flush()
         self.group.attrs["complete"] = True
-
-
-FLOATS = frozenset(PAGE_FLOATS + PANEL_FLOATS)
 
 
 def text_of(value: str) -> str:
