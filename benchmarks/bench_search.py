@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.look import LOOK_DIM
 from training.search_index import VectorIndex
 from training.store import Rows, Store, StoreWriter
 
@@ -58,6 +59,7 @@ def synthetic_rows(start: int, vectors: np.ndarray) -> Rows:
     return Rows(
         page_embedding=vectors,
         page_image=np.zeros((b, d), np.float16),
+        page_look=np.zeros((b, LOOK_DIM), np.float16),
         panel_embedding=zeros,
         panel_vision=zeros,
         panel_text=zeros,

@@ -32,6 +32,7 @@ import dataspec
 from dataspec.keys import page_key as dataspec_page_key
 
 from .config import ModelConfig
+from .look import page_look
 from .text import HashTokenizer
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,8 @@ class Crops:
     """JPEG reduced-decode factor used: 1 (full), 2, 4 or 8."""
     truncated: bool
     """The image was truncated and loaded anyway (the missing part is grey)."""
+    look: np.ndarray | None = None
+    """With `whole_page`: the page's look (`training.look.page_look`)."""
 
 
 def draft_scale(boxes: Sequence[Box], size: int, letterbox: bool) -> int:
@@ -235,7 +238,7 @@ def read_crops(
     whole_page: bool = False,
 ) -> Crops:
     """Decode a page image once and cut every panel out of it, resized to `size`; with
-    `whole_page`, the whole page as one more crop after the panels'.
+    `whole_page`, the whole page as one more crop after the panels' and its look.
 
     With `fast`, a JPEG is decoded at a reduced scale when every crop will still be
     downscaled (`draft_scale`), and boxes are scaled by the decode factor. A truncated
@@ -270,6 +273,7 @@ def read_crops(
             rgb = image if image.mode == "RGB" else image.convert("RGB")
             cut = [*clamped, (0, 0, *page_size)] if whole_page else clamped
             pixels = _cut(rgb, cut, size, letterbox, 1.0 / scale, reducing_gap)
+            look = page_look(rgb) if whole_page else None
     except ImageError:
         raise
     except (
@@ -281,7 +285,7 @@ def read_crops(
         Image.DecompressionBombError,
     ) as exc:
         raise ImageError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
-    return Crops(pixels, clamped, page_size, scale, truncated)
+    return Crops(pixels, clamped, page_size, scale, truncated, look)
 
 
 def _cut(
@@ -346,6 +350,8 @@ class PageMeta:
     order_source: str | None = LAYOUT
     """Where the page's order labels come from: its `reading_order_source`, `LAYOUT`
     when it has no `reading_order` (the heuristic's), None for an order of unknown source."""
+    look: np.ndarray | None = None
+    """The page's look (`training.look.page_look`) when the dataset reads whole pages."""
 
 
 @dataclass
@@ -551,11 +557,11 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
         book, number = self.keys[index]
         if n == 0:
             _log_zero_panels(path)
-            page_crop, size = None, (0, 0)
+            page_crop, size, look = None, (0, 0), None
             if self.page_crops:
                 whole = self._read(page.page_image_path, [])
                 page_crop = torch.from_numpy(whole.pixels[0]).permute(2, 0, 1).contiguous()
-                size = whole.page_size
+                size, look = whole.page_size, whole.look
             empty = PageMeta(
                 index,
                 path,
@@ -568,6 +574,7 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
                 lenient=lenient,
                 notes=notes or (),
                 page_size=size,
+                look=look,
             )
             return PageItem(
                 empty,
@@ -612,6 +619,7 @@ class PageDataset(Dataset):  # type: ignore[type-arg]
             notes=notes or (),
             page_size=crops.page_size,
             order_source=source,
+            look=crops.look,
         )
         page_crop = None
         if self.page_crops:

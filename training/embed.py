@@ -57,6 +57,7 @@ from .cli import (
     source_options,
 )
 from .data import TEXT_STATES, Batch, Collate, PageDataset
+from .look import LOOK_DIM
 from .progress import Progress
 from .rundir import write_csv
 from .store import (
@@ -247,6 +248,7 @@ def _rows(out: dict[str, torch.Tensor], batch: Batch, max_panels: int) -> Rows:
     return Rows(
         page_embedding=out["page"].float().cpu().numpy(),
         page_image=out["page_image"].float().cpu().numpy(),
+        page_look=_looks(batch.pages),
         panel_embedding=panel_states,
         panel_vision=vision,
         panel_text=text,
@@ -261,6 +263,15 @@ def _rows(out: dict[str, torch.Tensor], batch: Batch, max_panels: int) -> Rows:
         page_panels_total=np.array([m.panels_total for m in batch.pages], np.int32),
         page_input=np.array([m.index for m in batch.pages], np.int64),
     )
+
+
+def _looks(pages: Sequence[Any]) -> np.ndarray:
+    """(B, LOOK_DIM) the pages' looks (zero for a page whose image was not read)."""
+    out = np.zeros((len(pages), LOOK_DIM), np.float32)
+    for row, meta in enumerate(pages):
+        if meta.look is not None:
+            out[row] = meta.look
+    return out
 
 
 def fingerprint(args: Args, config: Any, paths: Sequence[Path]) -> dict[str, Any]:

@@ -23,6 +23,10 @@ scored pages, and again where the heuristic's order differs from the label (blin
 - page_order_acc: accuracy on page pairs (forward / swapped / other book).
 --report FILE gets the summary, the counts and one entry per page (label source, orders,
 next-panel hits of model and heuristic).
+
+`python -m training.evaluate --retrieval --store EMB --report FILE` measures search
+instead: page recall@1 of altered page images and text→panel recall@10, each beside a
+layout-only baseline (`training.retrieval`; `--retrieval -h` lists its flags).
 """
 
 from __future__ import annotations
@@ -292,8 +296,14 @@ def evaluate(args: Args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `python -m training.evaluate` with `argv`; returns the exit status."""
-    return invoke(command, argv, "python -m training.evaluate")
+    """Run `python -m training.evaluate` with `argv` (with `--retrieval`: the retrieval
+    measures of `training.retrieval`); returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--retrieval" in args:
+        from .retrieval import main as retrieval_main
+
+        return retrieval_main([a for a in args if a != "--retrieval"])
+    return invoke(command, args, "python -m training.evaluate")
 
 
 if __name__ == "__main__":

@@ -171,8 +171,9 @@ class Searcher:
         out = model.encode_texts(torch.from_numpy(tokens).to(self.device), [text])
         return np.asarray(out[0].float().cpu().numpy())
 
-    def image_vector(self, image: str | Path) -> np.ndarray:
-        """An image file through the vision encoder as one whole crop (as pages were)."""
+    def image_vectors(self, image: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """An image file's (vision-encoder vector, look), read as pages were: the whole
+        image as one crop through the vision encoder, and `training.look.page_look`."""
         from .data import ImageError, read_crops
 
         model, config = self.model()
@@ -187,7 +188,13 @@ class Searcher:
         except ImageError as exc:
             raise CLIError(str(exc)) from None
         pixels = torch.from_numpy(crops.pixels).permute(0, 3, 1, 2).contiguous()
-        return np.asarray(model.encode_images(pixels.to(self.device))[0].float().cpu().numpy())
+        vision = model.encode_images(pixels.to(self.device))[0].float().cpu().numpy()
+        assert crops.look is not None
+        return np.asarray(vision), crops.look
+
+    def image_vector(self, image: str | Path) -> np.ndarray:
+        """An image file through the vision encoder as one whole crop (as pages were)."""
+        return self.image_vectors(image)[0]
 
     # ------------------------------------------------------------------ queries
 
@@ -236,10 +243,23 @@ class Searcher:
         return self._results(_best_per_page(index.search(vector, max(8 * k, 64))[0], k))
 
     def by_image(self, image: str | Path, k: int, kind: str = "pages") -> list[Result]:
-        """Pages (whole-image embeddings) or panels (crop embeddings) nearest to an image."""
-        vector = self.image_vector(image)
-        name = "page_image" if kind == "pages" else "panel_vision"
-        return self._results(self.index(name).search(vector, k)[0])
+        """Pages nearest to an image: the sum of the look and the vision-encoder scores
+        (`page_look`, `page_image`); panels: their crops' vision-encoder embeddings."""
+        if kind != "pages":
+            return self._results(self.index("panel_vision").search(self.image_vector(image), k)[0])
+        return self._results(self.pages_by_image(*self.image_vectors(image), k))
+
+    def pages_by_image(self, vision: np.ndarray, look: np.ndarray, k: int) -> list[Hit]:
+        """Page hits of an image's (vision vector, look), by the sum of both scores
+        (candidates: the top of each, both scores then computed for every candidate)."""
+        wide = max(10 * k, 100)
+        looks, images = self.index("page_look"), self.index("page_image")
+        found = looks.search(look, wide)[0] + images.search(vision, wide)[0]
+        ids = list(dict.fromkeys((h.row, None) for h in found))
+        total = looks.scores(look, ids) + images.scores(vision, ids)
+        hits = [Hit(r, None, float(x)) for (r, _), x in zip(ids, total, strict=True)]
+        hits.sort(key=lambda h: (-h.score, h.row))
+        return hits[:k]
 
     def by_text_and_image(
         self, text: str, image: str | Path, k: int, kind: str = "panels"

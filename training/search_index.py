@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 KINDS = {
     "page": "page_embedding",
     "page_image": "page_image",
+    "page_look": "page_look",
     "panel": "panel_embedding",
     "panel_vision": "panel_vision",
     "panel_text": "panel_text",

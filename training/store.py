@@ -9,6 +9,7 @@ position):
 |---|---|---|
 | `page_embedding` | (N, D) float | the model's page embedding (attention pooling) |
 | `page_image` | (N, D) float | the vision encoder on the whole page image (image queries) |
+| `page_look` | (N, 256) float | the look (`training.look`: a normalised 16 x 16 grey thumbnail) |
 | `panel_embedding` | (N, P, D) float | each panel's state in its page's context |
 | `panel_vision`, `panel_text` | (N, P, D) float | vision / text encoder outputs (text: 0 if off) |
 | `panel_mask` | (N, P) bool | the slot holds a panel |
@@ -42,12 +43,15 @@ from typing import Any
 
 import numpy as np
 
+from .look import LOOK_DIM
+
 FORMAT = "closure-lite-embeddings"
-VERSION = 1
+VERSION = 2
+"""2: `page_look` added."""
 STORE_NAME = "embeddings.zarr"
 FLOAT_DTYPES = ("float16", "float32")
 
-PAGE_FLOATS = ("page_embedding", "page_image")
+PAGE_FLOATS = ("page_embedding", "page_image", "page_look")
 PANEL_FLOATS = ("panel_embedding", "panel_vision", "panel_text")
 FLOATS = frozenset(PAGE_FLOATS + PANEL_FLOATS)
 SKIP_ARRAYS = ("skipped_input", "skipped_path", "skipped_reason", "skipped_kind")
@@ -94,6 +98,7 @@ class Rows:
 
     page_embedding: np.ndarray
     page_image: np.ndarray
+    page_look: np.ndarray
     panel_embedding: np.ndarray
     panel_vision: np.ndarray
     panel_text: np.ndarray
@@ -129,6 +134,7 @@ def _specs(n_pages: int, p: int, d: int, dtype: str) -> dict[str, tuple[tuple[in
     return {
         "page_embedding": ((n_pages, d), dtype),
         "page_image": ((n_pages, d), dtype),
+        "page_look": ((n_pages, LOOK_DIM), dtype),
         "panel_embedding": ((n_pages, p, d), dtype),
         "panel_vision": ((n_pages, p, d), dtype),
         "panel_text": ((n_pages, p, d), dtype),
@@ -193,6 +199,7 @@ class StoreWriter:
                 raise StoreError(f"{path}: not an embedding store of ours")
             if attrs.get("complete"):
                 raise StoreError(f"{path}: the store is complete; nothing to resume")
+            _check_version(path, attrs)
             theirs = attrs.get("fingerprint")
             if theirs != fingerprint:
                 diff = sorted(
@@ -325,6 +332,14 @@ def store_state(path: str | Path) -> str | None:
     return "complete" if group.attrs.get("complete") else "unfinished"
 
 
+def _check_version(path: Path, attrs: dict[str, Any]) -> None:
+    if attrs.get("version") != VERSION:
+        raise StoreError(
+            f"{path}: made by another version of training.embed (store version "
+            f"{attrs.get('version')}, this one reads {VERSION}): embed again with --overwrite"
+        )
+
+
 class Store:
     """A complete (or, with `partial`, committed part of a) store, read lazily."""
 
@@ -340,6 +355,7 @@ class Store:
         attrs = dict(self.group.attrs)
         if attrs.get("format") != FORMAT:
             raise StoreError(f"{self.path}: not an embedding store of ours")
+        _check_version(self.path, attrs)
         if not attrs.get("complete") and not partial:
             raise StoreError(
                 f"{self.path}: the store is unfinished (training.embed was stopped); "
