@@ -17,7 +17,8 @@ store is then the gallery and every query is made from one of its pages:
   panels with 3 words or more) searched as `training.search --text`; a hit is that panel
   among the first 10. Layout features cannot read a query, so a layout-only ranking finds
   the panel by chance: 10 / (panels with text), printed as the baseline. `whole_text` is
-  the same with every word of the panel.
+  the same with every word of the panel. Also counted (up to 200,000 text panels): spans
+  that more than 10 panels hold word for word, which no ranking can place first 10.
 Queries are drawn with `--seed` (the same seed, the same queries and alterations).
 """
 
@@ -49,6 +50,8 @@ GRID = 16
 SPAN = 0.6
 """Share of a panel's words in a text query."""
 MIN_WORDS = 3
+SHARED_BELOW = 200_000
+"""Text panels up to which the report counts spans shared word for word by many panels."""
 
 
 def alter(image: Image.Image, rng: random.Random) -> tuple[Image.Image, tuple[float, ...]]:
@@ -187,24 +190,37 @@ def text_queries(store: Any, n_queries: int, seed: int) -> list[tuple[int, int, 
 
 
 def text_recall(searcher: Searcher, n_queries: int, seed: int, k: int = 10) -> dict[str, Any]:
-    """Text→panel recall@k of spans and of whole texts, and the layout-only (chance) one."""
+    """Text→panel recall@k of spans and of whole texts, the layout-only (chance) one, and
+    (stores of at most `SHARED_BELOW` text panels) the share of spans more than k panels
+    hold word for word, which no ranking can place in the first k."""
     queries = text_queries(searcher.store, n_queries, seed)
     index = searcher.index("panel_text")
-    span_hits = whole_hits = 0
+    hits = {"span": 0, "whole": 0}
     for row, slot, span, whole in queries:
-        for text, counter in ((span, "span"), (whole, "whole")):
-            found = {(h.row, h.slot) for h in index.search(searcher.text_vector(text), k)[0]}
-            if (row, slot) in found:
-                if counter == "span":
-                    span_hits += 1
-                else:
-                    whole_hits += 1
-    n = len(queries)
-    panels = len(index)
+        for name, text in (("span", span), ("whole", whole)):
+            found = index.search(searcher.text_vector(text), k)[0]
+            hits[name] += any((h.row, h.slot) == (row, slot) for h in found)
+    n, panels = len(queries), len(index)
+    shared: float | None = None
+    if n and panels <= SHARED_BELOW:
+        texts = [
+            " ".join(str(t).lower().split())
+            for _, lines in searcher.store.chunks("panel_lines")
+            for t in lines.reshape(-1)
+            if t
+        ]
+        shared = (
+            sum(
+                sum(" ".join(span.lower().split()) in t for t in texts) > k
+                for _, _, span, _ in queries
+            )
+            / n
+        )
     return {
-        f"text_panel_recall@{k}": span_hits / n if n else float("nan"),
-        f"text_panel_recall@{k}_whole_text": whole_hits / n if n else float("nan"),
+        f"text_panel_recall@{k}": hits["span"] / n if n else float("nan"),
+        f"text_panel_recall@{k}_whole_text": hits["whole"] / n if n else float("nan"),
         f"text_panel_recall@{k}_layout_only": min(1.0, k / panels) if panels else float("nan"),
+        f"text_spans_in_more_than_{k}_panels": shared,
         "text_queries": n,
         "text_panels": panels,
     }
@@ -289,6 +305,14 @@ def table(m: dict[str, Any]) -> list[str]:
         f"{cell(m['text_panel_recall@10'])}; whole text "
         f"{cell(m['text_panel_recall@10_whole_text'])}; "
         f"layout only (chance) {cell(m['text_panel_recall@10_layout_only'])}",
+        *(
+            [
+                f"  {cell(shared)} of the spans are in more than 10 panels word for word "
+                "(no ranking can put those first 10)"
+            ]
+            if (shared := m["text_spans_in_more_than_10_panels"]) is not None
+            else []
+        ),
     ]
 
 

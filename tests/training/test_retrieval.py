@@ -106,6 +106,7 @@ def test_retrieval_report_beats_layout_only(store: Path, tmp_path: Path) -> None
     assert m["text_queries"] > 0
     assert m["text_panel_recall@10"] > 2 * m["text_panel_recall@10_layout_only"]
     assert m["text_panel_recall@10_whole_text"] >= m["text_panel_recall@10"] - 0.1
+    assert 0.0 <= m["text_spans_in_more_than_10_panels"] <= 1.0
     # the same seed gives the same figures
     again = tmp_path / "again.json"
     assert evaluate_main(["--retrieval", "--store", str(store), "--report", str(again)]) == 0
