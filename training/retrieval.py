@@ -42,7 +42,7 @@ from dataspec.io import atomic_write_bytes
 
 from .cli import CONTEXT, CLIError, doc_help, flag, invoke, json_text, path_type
 from .data import TEXT_PRESENT
-from .search import Searcher
+from .search import Searcher, store_checkpoint
 from .store import StoreError
 
 GRID = 16
@@ -252,13 +252,7 @@ def text_recall(searcher: Searcher, n_queries: int, seed: int, k: int = 10) -> d
     default=0,
     help="Seeds which pages and panels are queried and how pages are altered.",
 )
-@flag(
-    "checkpoint",
-    type=path_type(),
-    default=None,
-    metavar="FILE",
-    help="The checkpoint the store was made with, when it is not where the store says.",
-)
+@store_checkpoint
 @flag("device", default="cpu", help="Where the model runs for the queries.")
 def command(**params: Any) -> int:
     return retrieval(**params)  # fmt: skip

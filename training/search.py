@@ -8,16 +8,17 @@ page, a panel of a page, a text, an image file, or a text and an image together.
     python -m training.search --store EMB --text "boom" --image crop.png --json
     python -m training.search --store EMB --serve            # the web page, localhost:8765
 
-What is compared (cosine): a page with the stored page embeddings (a page not in the
-store is embedded by the checkpoint); a panel with the panels' states in their pages'
-context; a text, through the checkpoint's text encoder, with the panels' text-encoder
-embeddings (pages: the best panel of each page); an image, through the vision encoder as
-one whole crop, with the whole-page image embeddings (`--kind panels`: the panels' crops);
-a text and an image: the sum of both scores. The query page itself is left out of its
-results unless `--include_self`. Text and image queries need the checkpoint the store was
-made with (recorded in the store; `--checkpoint` when it has moved). Stores with more than
-`--exact_below` vectors of a kind are searched through a FAISS index built on first use
-and saved in EMB/index/ (`--build_index` builds them ahead).
+What is compared (cosine): a page with the stored page embeddings (a page not in the store
+is embedded by the checkpoint); a panel with the panels' states in their pages' context; a
+text, through the checkpoint's text encoder, with the panels' text-encoder embeddings
+(pages: the best panel of each page); an image with the pages by the sum of its look's
+score against their looks (`training.look`) and its vision-encoder score (one whole crop)
+against their whole-page image embeddings (`--kind panels`: the vision encoder against the
+panels' crops); a text and an image: the sum of both scores. The query page itself is left
+out of its results unless `--include_self`. Text and image queries need the checkpoint the
+store was made with (recorded in the store; `--checkpoint` when it has moved). Stores with
+more than `--exact_below` vectors of a kind are searched through a FAISS index built on
+first use and saved in EMB/index/ (`--build_index` builds them ahead).
 """
 
 from __future__ import annotations
@@ -332,6 +333,16 @@ def _best_per_page(hits: Sequence[Hit], k: int) -> list[Hit]:
 # --------------------------------------------------------------------------- command
 
 
+store_checkpoint = flag(
+    "checkpoint",
+    type=path_type(),
+    default=None,
+    metavar="FILE",
+    help="The checkpoint the store was made with, when it is not where the store says.",
+)
+"""The `--checkpoint` option of commands that read a store."""
+
+
 @click.command(name="training.search", help=doc_help(__doc__), context_settings=CONTEXT)
 @flag(
     "store",
@@ -359,13 +370,7 @@ def _best_per_page(hits: Sequence[Hit], k: int) -> list[Hit]:
 @flag("k", type=click.IntRange(min=1), default=10, help="How many results.")
 @flag("json", is_flag=True, dest="as_json", help="Print the results as JSON.")
 @flag("include_self", is_flag=True, help="Keep the query page (or panel) in its results.")
-@flag(
-    "checkpoint",
-    type=path_type(),
-    default=None,
-    metavar="FILE",
-    help="The checkpoint the store was made with, when it is not where the store says.",
-)
+@store_checkpoint
 @flag(
     "image_root",
     default=None,
