@@ -42,6 +42,8 @@ EXACT_BELOW = 200_000
 DEFAULT_FACTORY = "HNSW32,Flat"
 """FAISS index factory for larger kinds (inner product on unit vectors)."""
 HNSW_EF_SEARCH = 128
+EXACT_BLOCK = 1 << 24
+"""Scores an exact search holds at once (queries x vectors): 64 MiB of float32."""
 _SLOT_KEYS = 1 << 16
 """Slots per row in `VectorIndex.position`'s keys (panel_index is int16: slots < 2**15)."""
 
@@ -195,12 +197,10 @@ class VectorIndex:
             scores, found = self.faiss_index.search(q, k)
         else:
             assert self.vectors is not None
-            sims = q @ self.vectors.T
-            found = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            part = np.take_along_axis(sims, found, 1)
-            order = np.lexsort((found, -part), axis=1)
-            found = np.take_along_axis(found, order, 1)
-            scores = np.take_along_axis(part, order, 1)
+            step = max(1, EXACT_BLOCK // max(1, len(self)))  # queries per block of scores
+            parts = [_exact_top(q[i : i + step], self.vectors, k) for i in range(0, len(q), step)]
+            found = np.concatenate([f for f, _ in parts])
+            scores = np.concatenate([s for _, s in parts])
         return [
             [self._hit(int(i), float(s)) for i, s in zip(f, sc, strict=True) if i >= 0]
             for f, sc in zip(found, scores, strict=True)
@@ -235,6 +235,16 @@ class VectorIndex:
     def _hit(self, at: int, score: float) -> Hit:
         row, slot = (int(v) for v in self.ids[at])
         return Hit(row, None if slot < 0 else slot, score)
+
+
+def _exact_top(q: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, scores) of the `k` best vectors for each query row, best first (ties:
+    the lower position)."""
+    sims = q @ vectors.T
+    found = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    part = np.take_along_axis(sims, found, 1)
+    order = np.lexsort((found, -part), axis=1)
+    return np.take_along_axis(found, order, 1), np.take_along_axis(part, order, 1)
 
 
 def _ids(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
