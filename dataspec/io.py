@@ -21,15 +21,34 @@ from .paths import ImageResolver
 PathLike = str | os.PathLike[str]
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+"""Non-blocking: opening a FIFO returns at once, and `fstat` then refuses it."""
+
+
 def read_bytes(path: PathLike) -> bytes:
-    """A file's bytes, or `DataSpecError` naming the file."""
+    """A file's bytes, or `DataSpecError` naming the file (open, fstat, and usually one
+    read: the hot path of every loader)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block
-            raise DataSpecError("not a regular file", file=path)
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
         raise DataSpecError(f"cannot read: {exc.strerror or exc}", file=path) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise DataSpecError("not a regular file", file=path)
+        size = info.st_size
+        data = os.read(fd, size + 1)
+        if len(data) == size:  # fewer bytes than asked: the end of the file
+            return data
+        parts = [data]
+        while data:  # the file grew or shrank while being read, or a read was capped
+            data = os.read(fd, max(size, 1 << 20))
+            parts.append(data)
+        return b"".join(parts)
+    except OSError as exc:
+        raise DataSpecError(f"cannot read: {exc.strerror or exc}", file=path) from exc
+    finally:
+        os.close(fd)
 
 
 def json_path(loc: Sequence[int | str]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from dataspec.errors import DataSpecError
-from dataspec.io import atomic_open, atomic_write_bytes, write_atomic
+from dataspec.io import atomic_open, atomic_write_bytes, read_bytes, write_atomic
 from dataspec.keys import page_key
 from dataspec.paths import ImageResolver, posix_parts
 from tests.conftest import write_image
@@ -184,3 +184,22 @@ def test_a_file_where_the_folder_should_be_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("x", encoding="utf-8")
     with pytest.raises(OSError):
         write_atomic(str(tmp_path / "a" / "x.json"), b"{}")
+
+
+def test_read_bytes_reads_whole_files_and_refuses_what_is_not_one(tmp_path: Path) -> None:
+    for size in (0, 1, 4095, 4096, 3 * 1024 * 1024 + 7):
+        data = os.urandom(size)
+        (tmp_path / f"f{size}").write_bytes(data)
+        assert read_bytes(tmp_path / f"f{size}") == data
+    os.mkfifo(tmp_path / "fifo")  # opened without blocking, then refused
+    (tmp_path / "folder").mkdir()
+    for name, why in (("fifo", "not a regular file"), ("folder", "not a regular file"),
+                      ("missing", "cannot read: No such file or directory")):  # fmt: skip
+        with pytest.raises(DataSpecError) as caught:
+            read_bytes(tmp_path / name)
+        assert why in str(caught.value) and name in str(caught.value)
+    (tmp_path / "locked").write_bytes(b"{}")
+    os.chmod(tmp_path / "locked", 0)
+    if os.geteuid() != 0:  # root reads it anyway
+        with pytest.raises(DataSpecError, match="cannot read: Permission denied"):
+            read_bytes(tmp_path / "locked")
