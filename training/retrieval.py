@@ -148,9 +148,9 @@ def page_recall(searcher: Searcher, n_queries: int, seed: int, work: Path) -> di
         hits["both"] += searcher.pages_by_image(vision, look, 1)[0].row == row
         hits["look"] += looks.search(look, 1)[0][0].row == row
         hits["vision"] += images.search(vision, 1)[0][0].row == row
-        boxes = store.rows("panel_box", row, row + 1)[0]
-        mask = store.rows("panel_mask", row, row + 1)[0]
-        unread += not mask.any()
+        boxes = np.array([p["box"] for p in meta["panels"]], np.int64).reshape(-1, 4)
+        mask = np.ones(len(boxes), bool)
+        unread += not len(boxes)
         moved = moved_boxes(boxes, mask, change, altered.size)
         grids.append(layout_grid(moved[None], mask[None], np.array([altered.size]))[0])
         path.unlink()

@@ -251,16 +251,10 @@ class Searcher:
         return self._results(self.pages_by_image(*self.image_vectors(image), k))
 
     def pages_by_image(self, vision: np.ndarray, look: np.ndarray, k: int) -> list[Hit]:
-        """Page hits of an image's (vision vector, look), by the sum of both scores
-        (candidates: the top of each, both scores then computed for every candidate)."""
+        """Page hits of an image's (vision vector, look), by the sum of both scores."""
         wide = max(10 * k, 100)
-        looks, images = self.index("page_look"), self.index("page_image")
-        found = looks.search(look, wide)[0] + images.search(vision, wide)[0]
-        ids = list(dict.fromkeys((h.row, None) for h in found))
-        total = looks.scores(look, ids) + images.scores(vision, ids)
-        hits = [Hit(r, None, float(x)) for (r, _), x in zip(ids, total, strict=True)]
-        hits.sort(key=lambda h: (-h.score, h.row))
-        return hits[:k]
+        pair = ((self.index("page_look"), look), (self.index("page_image"), vision))
+        return _summed(pair, wide)[:k]
 
     def by_text_and_image(
         self, text: str, image: str | Path, k: int, kind: str = "panels"
@@ -271,26 +265,23 @@ class Searcher:
         wide = max(10 * k, 100)
         text_index = self.index("panel_text")
         if kind == "panels":
-            image_index = self.index("panel_vision")
-            found = text_index.search(t, wide)[0] + image_index.search(v, wide)[0]
-            ids = list(dict.fromkeys((h.row, h.slot) for h in found))
-            total = text_index.scores(t, ids) + image_index.scores(v, ids)
-            hits = [Hit(r, s, float(x)) for (r, s), x in zip(ids, total, strict=True)]
-        else:
-            image_index = self.index("page_image")
-            best: dict[int, Hit] = {
-                h.row: h for h in _best_per_page(text_index.search(t, wide)[0], wide)
-            }
-            for h in image_index.search(v, wide)[0]:
-                best.setdefault(h.row, Hit(h.row, None, 0.0))
-            rows = list(best)
-            image_scores = image_index.scores(v, [(r, None) for r in rows])
-            text_scores = [self._best_text(t, r) for r in rows]
-            hits = [
-                Hit(r, best[r].slot, float(a + b))
-                for r, a, b in zip(rows, image_scores, text_scores, strict=True)
-            ]
-        hits.sort(key=lambda h: (-h.score, h.row, -1 if h.slot is None else h.slot))
+            return self._results(
+                _summed(((text_index, t), (self.index("panel_vision"), v)), wide)[:k]
+            )
+        image_index = self.index("page_image")
+        best: dict[int, Hit] = {
+            h.row: h for h in _best_per_page(text_index.search(t, wide)[0], wide)
+        }
+        for h in image_index.search(v, wide)[0]:
+            best.setdefault(h.row, Hit(h.row, None, 0.0))
+        rows = list(best)
+        image_scores = image_index.scores(v, [(r, None) for r in rows])
+        text_scores = [self._best_text(t, r) for r in rows]
+        hits = [
+            Hit(r, best[r].slot, float(a + b))
+            for r, a, b in zip(rows, image_scores, text_scores, strict=True)
+        ]
+        hits.sort(key=_rank)
         return self._results(hits[:k])
 
     def _best_text(self, vector: np.ndarray, row: int) -> float:
@@ -319,6 +310,21 @@ class Searcher:
                 )
             )
         return out
+
+
+def _rank(hit: Hit) -> tuple[float, int, int]:
+    """Best score first; ties by page row, then slot (a page before its panels)."""
+    return (-hit.score, hit.row, -1 if hit.slot is None else hit.slot)
+
+
+def _summed(pairs: Sequence[tuple[VectorIndex, np.ndarray]], wide: int) -> list[Hit]:
+    """Hits ranked by the sum of each (index, query)'s cosine; candidates: the `wide` best
+    of each, every score then computed for every candidate."""
+    found = [h for index, query in pairs for h in index.search(query, wide)[0]]
+    ids = list(dict.fromkeys((h.row, h.slot) for h in found))
+    total = np.stack([index.scores(query, ids) for index, query in pairs]).sum(axis=0)
+    hits = [Hit(r, s, float(x)) for (r, s), x in zip(ids, total, strict=True)]
+    return sorted(hits, key=_rank)
 
 
 def _best_per_page(hits: Sequence[Hit], k: int) -> list[Hit]:
