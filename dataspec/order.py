@@ -6,14 +6,23 @@ so detector jitter across a gutter does not merge rows, and tops differing by a 
 percent do not split one). A row that cannot be split further is split into columns the
 same way, and each column is ordered again from the top. So a tall panel beside two
 stacked ones reads tall → upper → lower (left to right), and rows stay rows.
+
+A cut through a real gutter is preferred to one that tolerates overlap: when the rows only
+separate with some box reaching more than `CLEAN` of its height across the cut (a tall
+panel beside a stack), while a clean gutter splits the columns, the page is read column by
+column (each column top to bottom).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 OVERLAP = 0.3
 """Two boxes share a row (column) when they overlap by more than this share of the smaller."""
+
+CLEAN = 0.1
+"""A cut is clean when no box crosses it by more than this share of its extent (jitter)."""
 
 BoxLike = Sequence[float]
 
@@ -52,6 +61,23 @@ def _groups(
     return bands
 
 
+def _clean(
+    bands: list[list[int]], spans: list[tuple[float, float, float, float]], axis: int
+) -> bool:
+    """Whether every cut between consecutive `bands` runs through a gutter: no box of one
+    band reaches into the next by more than `CLEAN` of the smaller box's extent."""
+    lo, hi = axis, axis + 2
+    for before, after in itertools.pairwise(bands):
+        for i in before:
+            for k in after:
+                cross = spans[i][hi] - spans[k][lo]
+                if cross > 0 and cross > CLEAN * min(
+                    spans[i][hi] - spans[i][lo], spans[k][hi] - spans[k][lo]
+                ):
+                    return False
+    return True
+
+
 def _order(
     idx: list[int],
     spans: list[tuple[float, float, float, float]],
@@ -60,15 +86,20 @@ def _order(
 ) -> list[int]:
     if len(idx) <= 1:
         return idx
-    for axis in (1, 0) if rows_first else (0, 1):
-        bands = _groups(idx, spans, axis)
-        if len(bands) > 1:
-            if axis == 0 and rtl:
-                bands.reverse()
-            out: list[int] = []
-            for band in bands:
-                out.extend(_order(band, spans, rtl, rows_first=(axis == 0)))
-            return out
+    first, second = (1, 0) if rows_first else (0, 1)
+    split = _groups(idx, spans, first)
+    chosen = first
+    if len(split) <= 1 or not _clean(split, spans, first):
+        other = _groups(idx, spans, second)
+        if len(other) > 1 and (len(split) <= 1 or _clean(other, spans, second)):
+            split, chosen = other, second
+    if len(split) > 1:
+        if chosen == 0 and rtl:
+            split.reverse()
+        out: list[int] = []
+        for band in split:
+            out.extend(_order(band, spans, rtl, rows_first=(chosen == 0)))
+        return out
     # Neither rows nor columns separate these boxes (they overlap): centre y, then x.
     sign = -1.0 if rtl else 1.0
     return sorted(

@@ -85,6 +85,28 @@ def test_tall_panel_layout_below_a_row() -> None:
     assert in_order(boxes) == [top_left, top_right, tall, upper, lower]
 
 
+def test_two_columns_whose_panels_do_not_line_up_read_column_by_column() -> None:
+    """Two columns with a clean gutter between them, where the right column's first panel
+    reaches a fifth of the way into the left column's third (so rows split there, but
+    not through a gutter): each column top to bottom, the left one first (right first
+    for manga)."""
+    l1, l2, l3, l4 = (
+        [28, 28, 412, 199],
+        [28, 231, 412, 298],
+        [28, 533, 412, 331],
+        [28, 868, 412, 346],
+    )
+    r1, r2 = [444, 28, 316, 575], [444, 607, 316, 607]
+    boxes = [r2, l3, r1, l4, l1, l2]
+    assert in_order(boxes) == [l1, l2, l3, l4, r1, r2]
+    assert in_order(boxes, rtl=True) == [r1, r2, l1, l2, l3, l4]
+
+
+def test_rows_with_a_clean_gutter_stay_rows_beside_a_clean_column_cut() -> None:
+    """A 2 x 2 grid has clean cuts both ways: rows win, as before."""
+    assert in_order([BR, TL, BL, TR]) == [TL, TR, BL, BR]
+
+
 def test_full_width_panel_between_rows() -> None:
     """A full-width panel between two rows is read between them."""
     r1a, r1b = [0, 0, 490, 400], [510, 0, 490, 400]
