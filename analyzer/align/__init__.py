@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 from dataspec.normalize import PanelRecord
 
-from .geometry import centre_counts, iou, text_counts
+from .geometry import centre_split, iou, lettered, text_counts
 from .order import _MODEL, OrderProblem, order_problem, solve_order
 from .overlap import _overlap, assign
 from .types import CONTAIN, METHODS, MIN_IOU, RTL_PRIOR, Alignment, Box, Part, Placement
@@ -114,11 +114,11 @@ def prepare(
     methods, else the page's `OrderProblem` (solve many at once with `align_many`)."""
     if not dets or not vlm:
         return Alignment("none", ())
-    det_text, orphans = text_counts(dets, text_boxes or ())
+    det_text, orphans = centre_split(dets, lettered(text_boxes or ()))
     prior = RTL_PRIOR if rtl_prior is None else min(max(rtl_prior, 1e-3), 1 - 1e-3)
     if 2 * sum(r.box is not None for r in vlm) >= len(vlm):
         return _overlap(dets, scores, vlm, det_text, prior)
-    det_chars = centre_counts(dets, char_boxes) if char_boxes is not None else None
+    det_chars = centre_split(dets, char_boxes) if char_boxes is not None else None
     return order_problem(
         dets,
         scores,

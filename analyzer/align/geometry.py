@@ -48,21 +48,29 @@ def lettered(text_boxes: Sequence[Box]) -> list[Box]:
 def text_counts(dets: Sequence[Box], text_boxes: Sequence[Box]) -> tuple[list[int], int]:
     """(lettered lines per detection, lines in none): each line's box (`lettered`) goes to
     the smallest detection holding its centre."""
-    return centre_counts(dets, lettered(text_boxes))
+    counts, outside = centre_split(dets, lettered(text_boxes))
+    return counts, len(outside)
 
 
 def centre_counts(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int], int]:
     """(boxes per detection, boxes in none): each box goes to the smallest detection
     holding its centre."""
+    counts, outside = centre_split(dets, boxes)
+    return counts, len(outside)
+
+
+def centre_split(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int], list[Box]]:
+    """(boxes per detection, the boxes in none, in their order): each box goes to the
+    smallest detection holding its centre."""
     counts = [0] * len(dets)
-    orphans = 0
+    outside: list[Box] = []
     for t in boxes:
         best = -1
         for i, d in enumerate(dets):
             if _centre_in(t, d) and (best < 0 or d[2] * d[3] < dets[best][2] * dets[best][3]):
                 best = i
         if best < 0:
-            orphans += 1
+            outside.append(t)
         else:
             counts[best] += 1
-    return counts, orphans
+    return counts, outside

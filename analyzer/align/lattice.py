@@ -39,7 +39,7 @@ class Weights:
     lone: np.ndarray
     """(n,): detection i paired with nothing."""
     skip_vlm: np.ndarray
-    """(m,): panel j on no detection (a missed panel)."""
+    """(n + 1, m): panel j on no detection (a missed panel), after the first i detections."""
     det_merge: np.ndarray
     """(n, m - 1): detection i holds panels j and j + 1."""
     vlm_merge: np.ndarray
@@ -52,7 +52,7 @@ class Weights:
     @property
     def shape(self) -> tuple[int, int]:
         """(n, m)."""
-        return (len(self.lone), len(self.skip_vlm))
+        return (len(self.lone), self.skip_vlm.shape[1])
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def _solve(ws: Sequence[Weights]) -> list[Solution]:
         n, m = w.shape
         weight[0, k, p + 1 : p + n + 1, p + 1 : p + m + 1] = w.pair
         weight[1, k, p + 1 : p + n + 1, p : p + m + 1] = w.lone[:, None]
-        weight[2, k, p : p + n + 1, p + 1 : p + m + 1] = w.skip_vlm[None, :]
+        weight[2, k, p : p + n + 1, p + 1 : p + m + 1] = w.skip_vlm
         if m >= 2:
             weight[3, k, p + 1 : p + n + 1, p + 2 : p + m + 1] = w.det_merge
         if n >= 2:

@@ -21,6 +21,25 @@ from .types import Alignment, Box, Part, Placement
 
 _CAP = 60
 """Counts above this weigh as this many (the log-count tables stop here)."""
+LOCAL = 0.95
+"""The chance a missed panel's lettering is read in its own gap of the detections' reading
+order (else anywhere on the page: the order of small boxes among panels can slip)."""
+_LOG_LOCAL, _LOG_WHOLE = math.log(LOCAL), math.log(1 - LOCAL)
+
+
+def gaps(ordered: Sequence[Box], boxes: Sequence[Box], rtl: bool) -> list[int]:
+    """How many of `boxes` (outside every detection) fall in each gap of the detections'
+    reading order: [g] counts those read after the first g of `ordered` (detections in
+    reading order) and before the next, by the reading order of all the boxes together."""
+    out = [0] * (len(ordered) + 1)
+    if boxes:
+        n, seen = len(ordered), 0
+        for k in reading_order([*ordered, *boxes], rtl=rtl):
+            if k < n:
+                seen += 1
+            else:
+                out[seen] += 1
+    return out
 
 
 def _log_poisson(k: int, lam: float) -> float:
@@ -139,50 +158,58 @@ def _weights(
     score: Sequence[float],
     rel_area: Sequence[float],
     lines: Sequence[int],
-    orphans: int,
+    orphans: Sequence[int],
     prefix: bool,
     model: _Model,
-    cast: tuple[Sequence[int], Sequence[int], int] | None = None,
+    cast: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
 ) -> Weights:
     """The step weights of one reading direction (`t`, `score`, `rel_area` per detection in
-    that order; `lines` per VLM panel). `cast`: (character boxes per detection, characters
-    the VLM names per panel, character boxes in no detection), or None when either side has
-    none on the page."""
+    that order; `lines` per VLM panel; `orphans[g]`: text boxes in no detection read after
+    the first g detections, `gaps`). `cast`: (character boxes per detection, characters the
+    VLM names per panel, character boxes in no detection per gap), or None when either side
+    has none on the page.
+
+    A VLM panel the detector missed (skip at gap g) explains the boxes outside every
+    detection: those of its own gap (`LOCAL`: the missed panel's lettering lies where the
+    panel is), or, when the reading order misplaces them, those of the whole page."""
     n = len(t)
     lp = [math.log(x) for x in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
     lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
     tt = np.minimum(np.asarray(t, np.int64), _CAP)
     ll = np.asarray(lines, np.int64)
-    table = model.table(0, 1 + min(_CAP, max(2 * int(tt.max()), 2 * int(ll.max()), orphans)))
+    o_all = min(sum(orphans), _CAP)
+    table = model.table(0, 1 + min(_CAP, max(2 * int(tt.max()), 2 * int(ll.max()), o_all)))
     t2, l2 = np.minimum(tt[:-1] + tt[1:], _CAP), np.minimum(ll[:-1] + ll[1:], _CAP)
     ll = np.minimum(ll, _CAP)
-    # a missed panel leaves its text (and figure) boxes outside every detection
-    base = model.text(orphans, 0)
-    o = min(orphans, _CAP)
+    # a missed panel leaves its text (and figure) boxes outside every detection, in its gap
+    o_at = np.minimum(np.asarray(orphans, np.int64), _CAP)
+    local = table[o_at[:, None], ll[None, :]] - table[o_at, 0][:, None]
+    whole = table[o_all, ll] - table[o_all, 0]
     area = np.array([model.area(a, True) for a in rel_area]).reshape(n, 1)
     lone = [lp[1] + model.lone_det(t[i]) for i in range(n)]
     pair = lp[0] + table[tt[:, None], ll[None, :]]
-    skip_vlm = lp[2] + table[o, ll]
     det_merge = lp[3] + table[tt[:, None], l2[None, :]]
     vlm_merge = lp[4] + table[t2[:, None], ll[None, :]]
     tail = [model.lone_det(t[i]) for i in range(n)]
     if cast is not None:  # without one, every character term is 0 and is left out
         c, named, c_out = cast
         cc, nn = np.asarray(c, np.int64), np.asarray(named, np.int64)
-        chars = model.table(1, 1 + min(_CAP, max(2 * int(cc.max()), 2 * int(nn.max()), c_out)))
+        c_all = min(sum(c_out), _CAP)
+        chars = model.table(1, 1 + min(_CAP, max(2 * int(cc.max()), 2 * int(nn.max()), c_all)))
         c2, n2 = np.minimum(cc[:-1] + cc[1:], _CAP), np.minimum(nn[:-1] + nn[1:], _CAP)
         cc, nn = np.minimum(cc, _CAP), np.minimum(nn, _CAP)
-        base += model.chars(c_out, 0)
+        c_at = np.minimum(np.asarray(c_out, np.int64), _CAP)
+        local = local + chars[c_at[:, None], nn[None, :]] - chars[c_at, 0][:, None]
+        whole = whole + chars[c_all, nn] - chars[c_all, 0]
         lone = [v + model.lone_chars(c[i]) for i, v in enumerate(lone)]
         pair = pair + chars[cc[:, None], nn[None, :]]
-        skip_vlm = skip_vlm + chars[min(c_out, _CAP), nn]
         det_merge = det_merge + chars[cc[:, None], n2[None, :]]
         vlm_merge = vlm_merge + chars[c2[:, None], nn[None, :]]
         tail = [v + model.lone_chars(c[i]) for i, v in enumerate(tail)]
     return Weights(
         pair=pair,
         lone=np.array([v + model.score(score[i]) for i, v in enumerate(lone)]),
-        skip_vlm=skip_vlm - base,
+        skip_vlm=lp[2] + np.logaddexp(_LOG_LOCAL + local, _LOG_WHOLE + whole[None, :]),
         det_merge=det_merge + area,
         vlm_merge=vlm_merge,
         # a cut-short reply lists a prefix of the panels: the detections after it are free
@@ -222,16 +249,16 @@ def order_problem(
     scores: Sequence[float],
     vlm: Sequence[PanelRecord],
     det_text: Sequence[int],
-    orphans: int,
+    orphans: Sequence[Box],
     prefix: bool,
     model: _Model,
     rtl_prior: float,
     text_evidence: bool = True,
-    det_chars: tuple[Sequence[int], int] | None = None,
+    det_chars: tuple[Sequence[int], Sequence[Box]] | None = None,
 ) -> OrderProblem:
-    """The `order` alignment's lattices. `det_chars`: character boxes per detection and in
-    none, or None when the detector reports no characters (then what the VLM names is no
-    evidence)."""
+    """The `order` alignment's lattices. `orphans`: the lettered boxes in no detection.
+    `det_chars`: character boxes per detection and those in none, or None when the detector
+    reports no characters (then what the VLM names is no evidence)."""
     areas = [d[2] * d[3] for d in dets]
     median = sorted(areas)[len(areas) // 2] or 1
     panels = [_lines_of(r) for r in vlm]
@@ -245,15 +272,16 @@ def order_problem(
         if directions and perm == directions[0][1]:  # one column: both directions read alike
             directions.append((direction, perm, None))
             continue
+        ordered = [dets[i] for i in perm]
         weights = _weights(
             [det_text[i] for i in perm],
             [scores[i] for i in perm],
             [areas[i] / median for i in perm],
             lines,
-            orphans,
+            gaps(ordered, orphans, rtl),
             prefix,
             model,
-            ([det_chars[0][i] for i in perm], named, det_chars[1])
+            ([det_chars[0][i] for i in perm], named, gaps(ordered, det_chars[1], rtl))
             if use_cast and det_chars is not None
             else None,
         )

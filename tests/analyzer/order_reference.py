@@ -6,13 +6,15 @@ solver must give what this gives; tests compare the two (`test_align_batch.py`).
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from collections.abc import Sequence
 
 from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
 from analyzer.align.geometry import _inside
-from analyzer.align.order import _MODEL, _Model
+from analyzer.align.order import _MODEL, LOCAL, _Model, gaps
 from analyzer.align.types import Alignment, Box, Part, Placement
 
 
@@ -29,28 +31,44 @@ class _Lattice:
         score: Sequence[float],
         rel_area: Sequence[float],
         lines: Sequence[int],
-        orphans: int,
+        orphans: Sequence[int],
         prefix: bool,
         model: _Model,
-        cast: tuple[Sequence[int], Sequence[int], int] | None = None,
+        cast: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
     ) -> None:
-        """`cast`: (character boxes per detection, characters the VLM names per panel,
-        character boxes in no detection), or None when either side has none on the page."""
+        """`orphans[g]`: text boxes in no detection after the first g detections. `cast`:
+        (character boxes per detection, characters the VLM names per panel, character boxes
+        in no detection per gap), or None when either side has none on the page."""
         n, m = len(t), len(lines)
         self.n, self.m, self.prefix = n, m, prefix
         lp = [math.log(p) for p in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
         lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
         text = model.text
-        c, named, c_out = cast if cast is not None else ([0] * n, [0] * m, 0)
+        c, named, c_out = cast if cast is not None else ([0] * n, [0] * m, [0] * (n + 1))
         ch = model.chars if cast is not None else _no_evidence
         lone_ch = model.lone_chars if cast is not None else _no_evidence_1
         self.lone = [
             lp[1] + model.lone_det(t[i]) + lone_ch(c[i]) + model.score(score[i]) for i in range(n)
         ]
-        # a missed panel leaves its text (and figure) boxes outside every detection
-        base = text(orphans, 0) + ch(c_out, 0)
+        # a missed panel leaves its text (and figure) boxes outside every detection: in its
+        # own gap of the reading order (LOCAL), or anywhere on the page
+        o_all, c_all = sum(orphans), sum(c_out)
+
+        def missed(o: int, co: int, j: int) -> float:
+            return text(o, lines[j]) - text(o, 0) + ch(co, named[j]) - ch(co, 0)
+
         self.skip_vlm = [
-            lp[2] + text(orphans, lines[j]) + ch(c_out, named[j]) - base for j in range(m)
+            [
+                lp[2]
+                + float(  # as the solver sums them, so ties break alike
+                    np.logaddexp(
+                        math.log(LOCAL) + missed(orphans[i], c_out[i], j),
+                        math.log(1 - LOCAL) + missed(o_all, c_all, j),
+                    )
+                )
+                for j in range(m)
+            ]
+            for i in range(n + 1)
         ]
         self.pair = [
             [lp[0] + text(t[i], lines[j]) + ch(c[i], named[j]) for j in range(m)] for i in range(n)
@@ -101,7 +119,7 @@ class _Lattice:
                     here.append((1, i - 1, j, w))
                     out[i - 1][j].append((i, j, w))
                 if j:
-                    w = skip_vlm[j - 1]
+                    w = skip_vlm[i][j - 1]
                     here.append((2, i, j - 1, w))
                     out[i][j - 1].append((i, j, w))
                 if i and j >= 2:
@@ -201,12 +219,12 @@ def _order(
     scores: Sequence[float],
     vlm: Sequence[PanelRecord],
     det_text: Sequence[int],
-    orphans: int,
+    orphans: Sequence[Box],
     prefix: bool,
     model: _Model,
     rtl_prior: float,
     text_evidence: bool = True,
-    det_chars: tuple[Sequence[int], int] | None = None,
+    det_chars: tuple[Sequence[int], Sequence[Box]] | None = None,
 ) -> Alignment:
     """The `order` alignment. `det_chars`: character boxes per detection and in none, or
     None when the detector reports no characters (then what the VLM names is no evidence)."""
@@ -222,15 +240,16 @@ def _order(
         if raw and perm == raw[0][1]:  # one column: both directions read alike
             raw.append((direction, *raw[0][1:]))
             continue
+        ordered = [dets[i] for i in perm]
         lattice = _Lattice(
             [det_text[i] for i in perm],
             [scores[i] for i in perm],
             [areas[i] / median for i in perm],
             lines,
-            orphans,
+            gaps(ordered, orphans, rtl),
             prefix,
             model,
-            ([det_chars[0][i] for i in perm], named, det_chars[1])
+            ([det_chars[0][i] for i in perm], named, gaps(ordered, det_chars[1], rtl))
             if use_cast and det_chars is not None
             else None,
         )

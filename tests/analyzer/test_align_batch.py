@@ -10,8 +10,8 @@ import numpy as np
 import order_reference as ref
 import pytest
 
-from analyzer.align import Alignment, align_many, prepare, text_counts
-from analyzer.align.geometry import centre_counts
+from analyzer.align import Alignment, align_many, prepare
+from analyzer.align.geometry import centre_split, lettered
 from analyzer.align.lattice import solve_many
 from analyzer.align.order import _MODEL, _weights
 from dataspec import PanelText
@@ -71,8 +71,8 @@ def _reference(
     truncated: bool,
     prior: float,
 ) -> Alignment:
-    det_text, orphans = text_counts(dets, texts or ())
-    det_chars = centre_counts(dets, chars) if chars is not None else None
+    det_text, orphans = centre_split(dets, lettered(texts or ()))
+    det_chars = centre_split(dets, chars) if chars is not None else None
     return ref._order(
         dets, scores, vlm, det_text, orphans, truncated, ref._MODEL, prior, texts is not None,
         det_chars,
@@ -123,9 +123,14 @@ def test_lattice_posteriors_and_paths_equal_the_reference() -> None:
         score = [rng.uniform(0.3, 1.0) for _ in range(n)]
         area = [rng.uniform(0.3, 3.0) for _ in range(n)]
         lines = [rng.randint(0, 6) for _ in range(m)]
-        orphans, prefix = rng.randint(0, 3), rng.random() < 0.2
+        orphans = [rng.choice([0, 0, 0, 1, 2]) for _ in range(n + 1)]
+        prefix = rng.random() < 0.2
         cast = (
-            ([rng.randint(0, 3) for _ in range(n)], [rng.randint(0, 3) for _ in range(m)], 1)
+            (
+                [rng.randint(0, 3) for _ in range(n)],
+                [rng.randint(0, 3) for _ in range(m)],
+                [rng.choice([0, 0, 1]) for _ in range(n + 1)],
+            )
             if rng.random() < 0.5
             else None
         )
