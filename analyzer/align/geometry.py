@@ -35,14 +35,15 @@ def _centre_in(a: Sequence[float], b: Sequence[float]) -> bool:
 def lettered(text_boxes: Sequence[Box]) -> list[Box]:
     """One box per lettered line: a box holding the centre of a smaller one (a balloon
     around its detected text) is left out, so a line is not counted twice."""
-    return [
-        t
-        for n, t in enumerate(text_boxes)
-        if not any(
-            k != n and o[2] * o[3] < t[2] * t[3] and _centre_in(o, t)
-            for k, o in enumerate(text_boxes)
-        )
-    ]
+    if len(text_boxes) < 2:
+        return list(text_boxes)
+    centres = [(t[0] + t[2] / 2, t[1] + t[3] / 2, t[2] * t[3]) for t in text_boxes]
+    out = []
+    for t in text_boxes:
+        x0, y0, x1, y1, area = t[0], t[1], t[0] + t[2], t[1] + t[3], t[2] * t[3]
+        if not any(a < area and x0 <= cx <= x1 and y0 <= cy <= y1 for cx, cy, a in centres):
+            out.append(t)
+    return out
 
 
 def text_counts(dets: Sequence[Box], text_boxes: Sequence[Box]) -> tuple[list[int], int]:
@@ -61,14 +62,18 @@ def centre_counts(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int],
 
 def centre_split(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int], list[Box]]:
     """(boxes per detection, the boxes in none, in their order): each box goes to the
-    smallest detection holding its centre."""
+    smallest detection holding its centre (the first of equal ones)."""
     counts = [0] * len(dets)
     outside: list[Box] = []
+    if not boxes:
+        return counts, outside
+    spans = [(d[0], d[1], d[0] + d[2], d[1] + d[3], d[2] * d[3], i) for i, d in enumerate(dets)]
     for t in boxes:
-        best = -1
-        for i, d in enumerate(dets):
-            if _centre_in(t, d) and (best < 0 or d[2] * d[3] < dets[best][2] * dets[best][3]):
-                best = i
+        cx, cy = t[0] + t[2] / 2, t[1] + t[3] / 2
+        best, least = -1, 0.0
+        for x0, y0, x1, y1, area, i in spans:
+            if x0 <= cx <= x1 and y0 <= cy <= y1 and (best < 0 or area < least):
+                best, least = i, area
         if best < 0:
             outside.append(t)
         else:

@@ -413,7 +413,7 @@ def _outcomes(
     """(detection, the VLM text it gets, placement kind or '' for none) of one step."""
     dets = perm[i - STEPS[s][0] : i]  # in reading order
     if s == 0:
-        return [(dets[0], (Part(j - 1),), "pair")]
+        return [(dets[0], page.whole(j - 1), "pair")]
     if s == 1:
         return [(dets[0], (), "")]
     if s == 3:
@@ -435,6 +435,7 @@ class _Page:
         self.panels, self.det_text, self.dets = panels, det_text, dets
         self._routes: dict[tuple[int, int, int], _Routing] = {}
         self._nest: dict[tuple[int, int], int | None] = {}
+        self._whole = [(Part(j),) for j in range(len(panels))]
 
     def merge(self, a: int, b: int, j: int) -> _Routing:
         """Detections `a` then `b` (reading order), one VLM panel `j`, no boxes: who gets
@@ -453,6 +454,10 @@ class _Page:
             got = self._routes[key] = self._route(a, b, j)
         return got
 
+    def whole(self, j: int) -> tuple[Part]:
+        """All of VLM panel `j`'s text, as the one shared tuple (fast to compare)."""
+        return self._whole[j]
+
     def _outer(self, a: int, b: int) -> int | None:
         """The detection the other lies in (`a` tried inside `b` first), if either."""
         key = (a, b)
@@ -465,16 +470,17 @@ class _Page:
 
     def _route(self, a: int, b: int, j: int) -> _Routing:
         n_lines, itemised = self.panels[j]
+        whole = self._whole[j]
         if not n_lines:
-            return [(a, (Part(j),)), (b, ())], 1.0
+            return [(a, whole), (b, ())], 1.0
         outer = self._outer(a, b)
         if outer is not None:  # one nested in the other
-            return [(outer, (Part(j),))], 1.0
+            return [(outer, whole)], 1.0
         k, chance = _cut(self.det_text[a], self.det_text[b], n_lines, itemised)
         if k == n_lines:
-            return [(a, (Part(j),)), (b, ())], chance
+            return [(a, whole), (b, ())], chance
         if k == 0:
-            return [(a, ()), (b, (Part(j),))], chance
+            return [(a, ()), (b, whole)], chance
         return [
             (a, (Part(j, tuple(range(k))),)),
             (b, (Part(j, tuple(range(k, n_lines))),)),
