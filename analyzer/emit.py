@@ -37,6 +37,7 @@ from dataspec.normalize.boxes import MAX_COORD, BoxFrame, RawBox
 from dataspec.paths import image_stem, is_windows_path, posix_parts
 
 from .align import Alignment, Part, Placement
+from .align.geometry import hole
 
 __all__ = [
     "MIN_CONFIDENCE",
@@ -193,8 +194,11 @@ def build_page(
     """The canonical page: every detection as a panel (in layout order), VLM text on it.
 
     A detection gets the text of its placement when that is at least `min_confidence`;
-    otherwise its text is unknown (`text_known: false`). The text of VLM panels (or lines)
-    placed nowhere is kept in `unpaired_text`. `reading_order` follows the VLM's panel
+    otherwise its text is unknown (`text_known: false`). A VLM panel the alignment found
+    missed by the detector, at least that sure, where the detector boxed lettering in an
+    empty region a panel could fill (`align.geometry.hole`), becomes a panel of that region
+    (`inferred: true`, in its layout place). The text of VLM panels (or lines) placed
+    nowhere is kept in `unpaired_text`. `reading_order` follows the VLM's panel
     order where its boxes paired panels (`reading_order_source: vlm`), else the layout
     heuristic in the direction the alignment found (`layout`). `source` holds the
     provenance, the pairing method and confidence, and the unpaired counts.
@@ -212,8 +216,19 @@ def build_page(
         panels.append(
             Panel(panel_coords=det.box, score=det.score, **_content(vlm, placement.parts))
         )
+    found = _found(dets, alignment, min_confidence, placed, size)
+    for box, j in found:
+        _mark(placed, Part(j))
+        panels.append(Panel(panel_coords=box, inferred=True, **_content(vlm, (Part(j),))))
+    if found:  # every panel in layout order again, the inferred ones in their places
+        panels = [panels[i] for i in reading_order([p.panel_coords for p in panels])]
+        boxes = [p.panel_coords for p in panels]
+        rtl = alignment.direction == "rtl"
+        order = reading_order(boxes, rtl=True) if rtl else list(range(len(panels)))
+        source: Literal["vlm", "layout"] = "layout"
+    else:
+        order, source = _reading_order(dets, alignment, kept)
     unpaired = _unpaired(vlm, placed)
-    order, source = _reading_order(dets, alignment, kept)
     extra: dict[str, object] = {
         "match_tier": match_tier,
         "pairing": alignment.method,
@@ -327,6 +342,37 @@ def _unpaired(vlm: Sequence[PanelRecord], placed: dict[int, set[int] | None]) ->
                 fields["text_items"] = rest
             out.append(UnpairedText(**fields))
     return out
+
+
+def _found(
+    dets: Sequence[Detection],
+    alignment: Alignment,
+    min_confidence: float,
+    placed: dict[int, set[int] | None],
+    size: tuple[int, int] | None,
+) -> list[tuple[Box, int]]:
+    """(region, VLM panel) of each missed panel the page can show: skipped at least
+    `min_confidence` sure, alone in its gap of the reading order, its text placed nowhere
+    else, and its lettering in a `hole` that overlaps no other such region."""
+    sure = [m for m in alignment.missed if m.confidence >= min_confidence]
+    if not sure:
+        return []
+    shared = {
+        m.boxes for m in alignment.missed if sum(n.boxes == m.boxes for n in alignment.missed) > 1
+    }
+    boxes = [d.box for d in dets]
+    out: list[tuple[Box, int]] = []
+    for m in sure:
+        if m.vlm in placed or m.boxes in shared:
+            continue
+        region = hole(m.boxes, boxes, size)
+        if region is not None and all(not _overlap(region, r) for r, _ in out):
+            out.append((region, m.vlm))
+    return out
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def _reading_order(

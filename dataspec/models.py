@@ -181,6 +181,11 @@ class Panel(BaseModel):
         "paired with it), so its empty `text` says nothing; absent or true: `text` is the "
         "panel's text (empty = no lettered text)."
     )
+    inferred: Annotated[bool, Strict()] | None = _optional(
+        description="True: no detection; the panel is one a source described whose lettering "
+        "was detected outside every detected panel, and `panel_coords` is the empty region "
+        "around that lettering."
+    )
 
     def knows_text(self) -> bool:
         """False when the panel's text is unknown (`text_known: false`), else True."""

@@ -79,3 +79,46 @@ def centre_split(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int], 
         else:
             counts[best] += 1
     return counts, outside
+
+
+HOLE_SHARE = 0.3
+"""A missed panel's region is at least this share of the median detection's width and
+height (a gutter or a margin strip is not a panel)."""
+JITTER = 3
+"""Pixels a detection may reach into the region it bounds (box jitter across a gutter)."""
+
+
+def hole(lettering: Sequence[Box], dets: Sequence[Box], size: tuple[int, int] | None) -> Box | None:
+    """The empty region a missed panel fills around its `lettering` (the detector's boxes
+    outside every detection): their joint box grown left and right until it meets a
+    detection or the page's edge, then up and down the same way. None when the lettering
+    touches a detection or the region is under `HOLE_SHARE` of the median detection's width
+    or height. Without the page `size`, the detections' outer bounds are its edges."""
+    if not lettering or not dets:
+        return None
+    x0 = min(b[0] for b in lettering)
+    y0 = min(b[1] for b in lettering)
+    x1 = max(b[0] + b[2] for b in lettering)
+    y1 = max(b[1] + b[3] for b in lettering)
+    spans = [
+        (d[0] + JITTER, d[1] + JITTER, d[0] + d[2] - JITTER, d[1] + d[3] - JITTER) for d in dets
+    ]
+    if any(a < x1 and c > x0 and b < y1 and e > y0 for a, b, c, e in spans):
+        return None
+    if size is not None:
+        right, bottom = size
+    else:
+        right, bottom = max(s[2] + JITTER for s in spans), max(s[3] + JITTER for s in spans)
+    row = [s for s in spans if s[1] < y1 and s[3] > y0]
+    x0 = max((s[2] for s in row if s[2] <= x0), default=0)
+    x1 = min((s[0] for s in row if s[0] >= x1), default=right)
+    column = [s for s in spans if s[0] < x1 and s[2] > x0]
+    y0 = max((s[3] for s in column if s[3] <= y0), default=0)
+    y1 = min((s[1] for s in column if s[1] >= y1), default=bottom)
+    widths = sorted(d[2] for d in dets)
+    heights = sorted(d[3] for d in dets)
+    if x1 - x0 < HOLE_SHARE * widths[len(widths) // 2]:
+        return None
+    if y1 - y0 < HOLE_SHARE * heights[len(heights) // 2]:
+        return None
+    return (round(x0), round(y0), round(x1 - x0), round(y1 - y0))

@@ -63,7 +63,7 @@ class Solution:
     """log of the total weight of every path."""
     post: np.ndarray
     """(5, n + 1, m + 1): posterior of a step of kind s ending at (i, j); 0 under
-    `POSTERIOR_FLOOR`, and for skipped VLM panels (s = 2, never a placement)."""
+    `POSTERIOR_FLOOR`."""
     path: list[tuple[int, int, int]]
     """The most probable path's steps (s, i, j), in order."""
 
@@ -150,8 +150,6 @@ def _solve(ws: Sequence[Weights]) -> list[Solution]:
     after = bwd[cells] - log_z[:, None, None]
     post = np.zeros((5, b, big_n + 1, big_m + 1))
     for s, (di, dj) in enumerate(STEPS):
-        if s == 2:
-            continue
         src = fwd[:, p - di : p - di + big_n + 1, p - dj : p - dj + big_m + 1]
         value = src + weight[s][cells] + after
         with np.errstate(invalid="ignore"):

@@ -17,7 +17,7 @@ from dataspec.normalize import PanelRecord
 
 from .geometry import _inside
 from .lattice import STEPS, Solution, Weights, solve_many
-from .types import Alignment, Box, Part, Placement
+from .types import Alignment, Box, Missed, Part, Placement
 
 _CAP = 60
 """Counts above this weigh as this many (the log-count tables stop here)."""
@@ -27,18 +27,18 @@ order (else anywhere on the page: the order of small boxes among panels can slip
 _LOG_LOCAL, _LOG_WHOLE = math.log(LOCAL), math.log(1 - LOCAL)
 
 
-def gaps(ordered: Sequence[Box], boxes: Sequence[Box], rtl: bool) -> list[int]:
-    """How many of `boxes` (outside every detection) fall in each gap of the detections'
-    reading order: [g] counts those read after the first g of `ordered` (detections in
-    reading order) and before the next, by the reading order of all the boxes together."""
-    out = [0] * (len(ordered) + 1)
+def gaps(ordered: Sequence[Box], boxes: Sequence[Box], rtl: bool) -> list[list[Box]]:
+    """`boxes` (outside every detection) by gap of the detections' reading order: [g] holds
+    those read after the first g of `ordered` (detections in reading order) and before the
+    next, by the reading order of all the boxes together."""
+    out: list[list[Box]] = [[] for _ in range(len(ordered) + 1)]
     if boxes:
         n, seen = len(ordered), 0
         for k in reading_order([*ordered, *boxes], rtl=rtl):
             if k < n:
                 seen += 1
             else:
-                out[seen] += 1
+                out[seen].append(boxes[k - n])
     return out
 
 
@@ -242,6 +242,8 @@ class OrderProblem:
     page: _Page
     rtl_prior: float
     directions: tuple[tuple[str, list[int], Weights | None], ...]
+    holes: tuple[list[list[Box]], ...] = ()
+    """Per direction, the lettered boxes outside every detection by gap (`gaps`)."""
 
 
 def order_problem(
@@ -267,26 +269,33 @@ def order_problem(
     named = [len(r.characters or ()) for r in vlm]
     use_cast = det_chars is not None and any(named)  # the VLM names characters on this page
     directions: list[tuple[str, list[int], Weights | None]] = []
+    holes: list[list[list[Box]]] = []
     for direction, rtl in (("ltr", False), ("rtl", True)):
         perm = reading_order(list(dets), rtl=rtl)  # position -> detection index
         if directions and perm == directions[0][1]:  # one column: both directions read alike
             directions.append((direction, perm, None))
+            holes.append(holes[0])
             continue
         ordered = [dets[i] for i in perm]
+        holes.append(gaps(ordered, orphans, rtl))
         weights = _weights(
             [det_text[i] for i in perm],
             [scores[i] for i in perm],
             [areas[i] / median for i in perm],
             lines,
-            gaps(ordered, orphans, rtl),
+            [len(g) for g in holes[-1]],
             prefix,
             model,
-            ([det_chars[0][i] for i in perm], named, gaps(ordered, det_chars[1], rtl))
+            (
+                [det_chars[0][i] for i in perm],
+                named,
+                [len(g) for g in gaps(ordered, det_chars[1], rtl)],
+            )
             if use_cast and det_chars is not None
             else None,
         )
         directions.append((direction, perm, weights))
-    return OrderProblem(_Page(panels, det_text, dets), rtl_prior, tuple(directions))
+    return OrderProblem(_Page(panels, det_text, dets), rtl_prior, tuple(directions), tuple(holes))
 
 
 def solve_order(problems: Sequence[OrderProblem]) -> list[Alignment]:
@@ -303,20 +312,27 @@ def solve_order(problems: Sequence[OrderProblem]) -> list[Alignment]:
             else:
                 sol = next(solutions)
                 raw.append((direction, perm, sol.log_z, sol, sol.path))
-        out.append(_combine(raw, pr.rtl_prior, pr.page))
+        out.append(_combine(raw, pr.rtl_prior, pr.page, pr.holes))
     return out
 
 
 _Solved = tuple[str, list[int], float, Solution, list[tuple[int, int, int]]]
 """A solved direction: (name, detection order, log Z, solution, best path)."""
-_Chosen = tuple[list[tuple[int, tuple[Part, ...], str]], list[dict[int, float]]]
-"""A direction's placements, and per solved direction the posterior mass of each."""
+_Chosen = tuple[
+    list[tuple[int, tuple[Part, ...], str]],
+    list[dict[int, float]],
+    list[tuple[int, tuple[Box, ...], list[float]]],
+]
+"""A direction's placements, per solved direction the posterior mass of each, and the VLM
+panels its best path skips where lettering lies (panel, those boxes, per direction the
+posterior of skipping it at the gap holding them)."""
 
 
 def _combine(
     raw: list[_Solved],
     rtl_prior: float,
     page: _Page,
+    holes: Sequence[list[list[Box]]] = (),
     cache: dict[str, _Chosen] | None = None,
 ) -> Alignment:
     """The alignment from both directions' solutions under `rtl_prior` (`cache` keeps the
@@ -328,9 +344,15 @@ def _combine(
     top = 0 if weights[0] >= weights[1] else 1
     direction = raw[top][0]
     if direction not in cache:
-        cache[direction] = _chosen(raw, top, page)
-    chosen, masses = cache[direction]
+        cache[direction] = _chosen(raw, top, page, holes)
+    chosen, masses, skips = cache[direction]
     shares = [math.exp(w - total) for w in weights]
+    missed = tuple(
+        Missed(
+            j, boxes, round(min(1.0, sum(sh * p for sh, p in zip(shares, post, strict=True))), 4)
+        )
+        for j, boxes, post in skips
+    )
     placements = [
         Placement(
             det,
@@ -346,7 +368,8 @@ def _combine(
         tuple(placements),
         direction,
         rtl_evidence=evidence,
-        reweigh=lambda prior: _combine(raw, prior, page, cache),
+        missed=missed,
+        reweigh=lambda prior: _combine(raw, prior, page, holes, cache),
     )
 
 
@@ -354,11 +377,23 @@ def _chosen(
     raw: list[_Solved],
     top: int,
     page: _Page,
+    holes: Sequence[list[list[Box]]] = (),
 ) -> _Chosen:
-    """The placements on direction `top`'s best path, and, per direction, the posterior that
-    each detection gets exactly the VLM text chosen for it (or none, for the other half of a
-    VLM merge)."""
+    """The placements on direction `top`'s best path, per direction the posterior that each
+    detection gets exactly the VLM text chosen for it (or none, for the other half of a VLM
+    merge), and the path's skipped VLM panels whose gap holds lettering (`holes`)."""
     _, perm, _, _, path = raw[top]
+    skips: list[tuple[int, tuple[Box, ...], list[float]]] = []
+    for s, i, j in path:
+        if s == 2 and holes and holes[top][i]:
+            mine = sorted(holes[top][i])
+            # the same gap read in each direction: the one holding the same boxes
+            where = [next((g for g, h in enumerate(hs) if sorted(h) == mine), -1) for hs in holes]
+            skipped = [
+                float(r[3].post[2, g, j]) if g >= 0 else 0.0
+                for r, g in zip(raw, where, strict=True)
+            ]
+            skips.append((j - 1, tuple(holes[top][i]), skipped))
     chosen = [
         (det, parts, kind)
         for s, i, j in path
@@ -395,7 +430,7 @@ def _chosen(
             for d, parts in routing:
                 if wanted.get(d) == parts:
                     mass[d] += p * chance
-    return chosen, masses
+    return chosen, masses, skips
 
 
 def _may_get(parts: tuple[Part, ...] | None, j: int) -> bool:

@@ -50,6 +50,17 @@ class Placement:
 
 
 @dataclass(frozen=True, slots=True)
+class Missed:
+    """A VLM panel the `order` alignment found the detector missed, with the lettering the
+    detector boxed where it lies: outside every detection, in the gap of the reading order
+    where the panel was skipped. `confidence`: the posterior of that skip."""
+
+    vlm: int
+    boxes: tuple[Box, ...]
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
 class Alignment:
     """How a page's detections and VLM panels pair (see `analyzer.align`'s docstring)."""
 
@@ -61,6 +72,8 @@ class Alignment:
     """`overlap` only: per detection, the VLM position of its first part (inf: none)."""
     rtl_evidence: float = 0.0
     """log odds right-to-left : left-to-right this page's own evidence gives (prior apart)."""
+    missed: tuple[Missed, ...] = ()
+    """`order` only: VLM panels skipped where the detector's lettering says one is missing."""
     reweigh: Callable[[float], Alignment] | None = field(default=None, compare=False, repr=False)
     """The same alignment under another right-to-left prior, without solving it again."""
 

@@ -182,8 +182,6 @@ class _Lattice:
             for j in range(m + 1):
                 after = bwd[i][j] - log_z
                 for s, pi, pj, w in into[i][j]:
-                    if s == 2:
-                        continue
                     value = fwd[pi][pj] + w + after
                     if value > -20:  # a posterior under 2e-9 adds nothing to a confidence
                         post[(s, i, j)] = exp(value)
@@ -246,10 +244,14 @@ def _order(
             [scores[i] for i in perm],
             [areas[i] / median for i in perm],
             lines,
-            gaps(ordered, orphans, rtl),
+            [len(g) for g in gaps(ordered, orphans, rtl)],
             prefix,
             model,
-            ([det_chars[0][i] for i in perm], named, gaps(ordered, det_chars[1], rtl))
+            (
+                [det_chars[0][i] for i in perm],
+                named,
+                [len(g) for g in gaps(ordered, det_chars[1], rtl)],
+            )
             if use_cast and det_chars is not None
             else None,
         )
@@ -355,8 +357,10 @@ def _chosen(
                 hit = len(got) == 1 and got[0].vlm == j - 1 and got[0].items is None
             elif s == 1:
                 hit = got == ()
-            else:  # s == 3
+            elif s == 3:
                 hit = len(got) == 2 and got[0] == Part(j - 2) and got[1] == Part(j - 1)
+            else:  # s == 2: a skipped VLM panel places nothing on a detection
+                continue
             if hit:
                 mass[d] += p
     return chosen, masses

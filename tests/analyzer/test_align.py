@@ -6,15 +6,23 @@ line of a panel has a text box inside it, as the detector's text category would.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
+import jsonschema
 import pytest
 
+import dataspec
 from analyzer.align import Alignment, Part, align, assign, iou, text_counts
+from analyzer.align.geometry import hole
 from analyzer.emit import Detection, build_page
 from dataspec import Page, PanelText
 from dataspec.models import Character, TextItem
 from dataspec.normalize import PanelRecord
 
 Box = tuple[int, int, int, int]
+FIRST_PUBLISHED = "dataspec-0.3-first-published.schema.json"
 GRID: list[Box] = [(x, y, 300, 300) for y in (0, 300, 600) for x in (0, 300)]
 LINES = [2, 1, 0, 3, 1, 2]
 
@@ -197,7 +205,8 @@ def test_text_counts_and_iou() -> None:
 
 def test_page_marks_unknown_text_and_keeps_unplaced_text() -> None:
     dets = [b for k, b in enumerate(GRID) if k != 3]
-    a = align(dets, [0.95] * 5, VLM, TEXT)
+    # the missed panel's region is not offered as a panel (the next test shows it is)
+    a = dataclasses.replace(align(dets, [0.95] * 5, VLM, TEXT), missed=())
     page = build_page(
         image_path="/p.jpg",
         size=(600, 900),
@@ -231,6 +240,60 @@ def test_page_marks_unknown_text_and_keeps_unplaced_text() -> None:
     )
     assert all(not p.knows_text() for p in strict.panels)
     assert strict.unpaired_text is not None and len(strict.unpaired_text) == 5
+
+
+def test_a_missed_panel_with_boxed_lettering_becomes_an_inferred_panel() -> None:
+    dets = [b for k, b in enumerate(GRID) if k != 3]  # its 3 text boxes lie in the hole
+    a = align(dets, [0.95] * 5, VLM, TEXT)
+    assert [(m.vlm, len(m.boxes)) for m in a.missed] == [(3, 3)]
+    assert a.missed[0].confidence > 0.9
+
+    def page(confidence: float) -> Page:
+        return build_page(
+            image_path="/p.jpg",
+            size=(600, 900),
+            dets=[Detection(b, 0.95) for b in dets],
+            vlm=VLM,
+            alignment=a,
+            min_confidence=confidence,
+            image_id=1,
+            vlm_json_path="/v.json",
+            match_tier="exact",
+        )
+
+    got = page(0.8)
+    Page.model_validate(got.to_json_dict())
+    doc = got.to_json_dict()
+    jsonschema.Draft202012Validator(dataspec.json_schema()).validate(doc)
+    first = json.loads((Path(__file__).parents[1] / "data" / FIRST_PUBLISHED).read_text("utf-8"))
+    jsonschema.Draft202012Validator(first).validate(doc)  # 0.3 readers still accept it
+    last = got.panels[3]  # in its layout place
+    # the hole between its neighbours, gutters and 3 px of jitter included
+    assert last.inferred is True and last.score is None
+    assert last.panel_coords == (297, 297, 303, 306)
+    assert last.text.dialogue == ["3.0", "3.1", "3.2"]
+    assert got.unpaired_text is None
+    assert got.reading_order == [0, 1, 2, 3, 4, 5]  # read where panel 3 was drawn
+    assert [p.inferred for p in got.panels] == [None, None, None, True, None, None]
+    # not sure enough of the skip: the text stays outside the panels, nothing inferred
+    timid = page(min(1.0, a.missed[0].confidence + 0.001))
+    assert len(timid.panels) == 5
+    assert timid.unpaired_text is not None and 3 in [u.vlm_panel for u in timid.unpaired_text]
+
+
+def test_hole_is_the_empty_region_a_panel_could_fill() -> None:
+    dets = [b for k, b in enumerate(GRID) if k != 3]
+    assert hole([(320, 320, 50, 30)], dets, (600, 900)) == (297, 297, 303, 306)
+    # without the page size the detections' outer bounds are the page's edges
+    assert hole([(320, 320, 50, 30)], dets, None) == (297, 297, 303, 306)
+    # a page number in the bottom margin: a strip no panel fits
+    assert hole([(280, 905, 30, 12)], GRID, (600, 930)) is None
+    # lettering that touches a detection is not in a hole
+    assert hole([(280, 320, 50, 30)], dets, (600, 900)) is None
+    # a gutter between two columns is too narrow
+    gap = [(0, 0, 290, 900), (310, 0, 290, 900)]
+    assert hole([(292, 400, 16, 10)], gap, (600, 900)) is None
+    assert hole([], dets, (600, 900)) is None
 
 
 def test_page_order_follows_the_vlm_boxes() -> None:

@@ -110,7 +110,9 @@ def test_step2_emits_a_strict_corpus(run_cli, swap, corpus, tmp_path, monkeypatc
             assert page.reading_order == list(range(len(page.panels)))
         else:
             assert page.reading_order == dataspec.reading_order(page.boxes(), rtl=True)
-        assert all(p.score is not None and p.score >= 0.5 for p in page.panels)
+        # detections at the threshold, and missed panels found around their lettering
+        assert all(p.inferred or (p.score is not None and p.score >= 0.5) for p in page.panels)
+        assert all(p.score is None for p in page.panels if p.inferred)
         rel = Path(path).relative_to(out_dir)  # preserve_tree mirrors the VLM tree
         assert (corpus.vlm_dir / rel).is_file()
 
