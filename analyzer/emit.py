@@ -36,7 +36,7 @@ from dataspec.normalize import PanelRecord
 from dataspec.normalize.boxes import MAX_COORD, BoxFrame, RawBox
 from dataspec.paths import image_stem, is_windows_path, posix_parts
 
-from .align import Alignment, Part, Placement
+from .align import Alignment, Part
 from .align.geometry import hole
 
 __all__ = [
@@ -220,14 +220,24 @@ def build_page(
     for box, j in found:
         _mark(placed, Part(j))
         panels.append(Panel(panel_coords=box, inferred=True, **_content(vlm, (Part(j),))))
+    rank = list(alignment.vlm_rank) if alignment.vlm_rank is not None else None
+    sure = set(kept)
     if found:  # every panel in layout order again, the inferred ones in their places
-        panels = [panels[i] for i in reading_order([p.panel_coords for p in panels])]
-        boxes = [p.panel_coords for p in panels]
-        rtl = alignment.direction == "rtl"
-        order = reading_order(boxes, rtl=True) if rtl else list(range(len(panels)))
-        source: Literal["vlm", "layout"] = "layout"
-    else:
-        order, source = _reading_order(dets, alignment, kept)
+        n = len(dets)
+        sure |= set(range(n, n + len(found)))
+        if rank is not None:
+            rank += [float(j) for _, j in found]
+        layout = reading_order([p.panel_coords for p in panels])
+        panels = [panels[i] for i in layout]
+        sure = {k for k, i in enumerate(layout) if i in sure}
+        rank = [rank[i] for i in layout] if rank is not None else None
+    order, source = _reading_order(
+        [p.panel_coords for p in panels],
+        alignment.direction == "rtl",
+        rank,
+        sure,
+        in_layout=bool(found) or type(dets) is _InLayoutOrder,
+    )
     unpaired = _unpaired(vlm, placed)
     extra: dict[str, object] = {
         "match_tier": match_tier,
@@ -376,16 +386,17 @@ def _overlap(a: Box, b: Box) -> bool:
 
 
 def _reading_order(
-    dets: Sequence[Detection], alignment: Alignment, kept: dict[int, Placement]
+    boxes: Sequence[Box],
+    rtl: bool,
+    rank: Sequence[float] | None,
+    kept: set[int],
+    in_layout: bool,
 ) -> tuple[list[int], Literal["vlm", "layout"]]:
-    """(reading order, its source): the VLM's order over its boxed pairs, the other
-    detections in their layout slots; else the layout order in the page's direction."""
-    rtl = alignment.direction == "rtl"
-    if not rtl and type(dets) is _InLayoutOrder:
-        layout = list(range(len(dets)))
-    else:
-        layout = reading_order([d.box for d in dets], rtl=rtl)
-    rank = alignment.vlm_rank
+    """(reading order, its source) of the panels' `boxes` (`in_layout`: already in left to
+    right layout order): the VLM's order (`rank`, per panel) over the panels with VLM text
+    (`kept`), the others in their layout slots; else the layout order in the page's
+    direction."""
+    layout = list(range(len(boxes))) if not rtl and in_layout else reading_order(boxes, rtl=rtl)
     if rank is None:
         return layout, "layout"
     ranked = [i for i in layout if i in kept and rank[i] != math.inf]
