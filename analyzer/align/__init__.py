@@ -117,7 +117,7 @@ def prepare(
     det_text, orphans = centre_split(dets, lettered(text_boxes or ()))
     prior = RTL_PRIOR if rtl_prior is None else min(max(rtl_prior, 1e-3), 1 - 1e-3)
     if 2 * sum(r.box is not None for r in vlm) >= len(vlm):
-        return _overlap(dets, scores, vlm, det_text, prior)
+        return _overlap(dets, scores, vlm, det_text, prior, orphans)
     det_chars = centre_split(dets, char_boxes) if char_boxes is not None else None
     return order_problem(
         dets,

@@ -11,7 +11,17 @@ from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
 from .geometry import _centre_in, _inside, iou
-from .types import CONTAIN, CREDIBLE_SCORE, MIN_IOU, ORDER_EVIDENCE, Alignment, Box, Part, Placement
+from .types import (
+    CONTAIN,
+    CREDIBLE_SCORE,
+    MIN_IOU,
+    ORDER_EVIDENCE,
+    Alignment,
+    Box,
+    Missed,
+    Part,
+    Placement,
+)
 
 
 def assign(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
@@ -84,7 +94,9 @@ def _overlap(
     vlm: Sequence[PanelRecord],
     det_text: Sequence[int],
     rtl_prior: float,
+    orphans: Sequence[Box] = (),
 ) -> Alignment:
+    """The `overlap` alignment; `orphans`: the detector's lettered boxes in no detection."""
     boxed = [j for j, r in enumerate(vlm) if r.box is not None]
     vboxes = {j: vlm[j].box for j in boxed}
     table = [[iou(d, vboxes[j]) for j in boxed] for d in dets]  # type: ignore[arg-type]
@@ -144,7 +156,28 @@ def _overlap(
     )
     evidence = _direction_evidence(dets, rank)
     rtl = evidence + math.log(rtl_prior / (1 - rtl_prior)) > 0
-    return Alignment("overlap", placements, "rtl" if rtl else "ltr", rank, evidence)
+    missed = _missed(dets, vboxes, partner, orphans)
+    return Alignment("overlap", placements, "rtl" if rtl else "ltr", rank, evidence, missed)
+
+
+def _missed(
+    dets: Sequence[Box],
+    vboxes: dict[int, Box | None],
+    partner: dict[int, int],
+    orphans: Sequence[Box],
+) -> tuple[Missed, ...]:
+    """VLM boxes paired with no detection that hold lettering the detector boxed outside
+    every detection: panels the detector missed. Confidence: the share of the VLM box no
+    detection covers (a box mostly under detections is more likely a misplaced one)."""
+    out = []
+    for j, vb in vboxes.items():
+        if j in partner or vb is None:
+            continue
+        inside = tuple(b for b in orphans if _centre_in(b, vb))
+        if inside:
+            covered = max((_inside(vb, d) for d in dets), default=0.0)
+            out.append(Missed(j, inside, round(1.0 - covered, 4)))
+    return tuple(out)
 
 
 def _weigh_rivals(

@@ -194,6 +194,33 @@ def test_overlap_detector_merge_and_vlm_merge() -> None:
     assert [(q.vlm, q.items) for q in parts[5]] == [(4, (1,))]
 
 
+def test_overlap_a_vlm_box_over_lettering_no_detection_holds_is_a_missed_panel() -> None:
+    boxed = [_record(i, n, box=b) for i, (n, b) in enumerate(zip(LINES, GRID, strict=True))]
+    dets = [b for k, b in enumerate(GRID) if k != 3]  # panel 3 (3 lines) not detected
+    a = align(dets, [0.95] * 5, boxed, TEXT)
+    assert a.method == "overlap"
+    assert [(m.vlm, len(m.boxes), m.confidence) for m in a.missed] == [(3, 3, 1.0)]
+    page = build_page(
+        image_path="/p.jpg",
+        size=(600, 900),
+        dets=[Detection(b, 0.95) for b in dets],
+        vlm=boxed,
+        alignment=a,
+        min_confidence=0.9,
+        image_id=1,
+        vlm_json_path="/v.json",
+        match_tier="exact",
+    )
+    assert [p.inferred for p in page.panels] == [None, None, None, True, None, None]
+    assert page.panels[3].text.dialogue == ["3.0", "3.1", "3.2"]
+    assert page.reading_order == [0, 1, 2, 3, 4, 5] and page.reading_order_source == "vlm"
+    assert page.unpaired_text is None
+    # a VLM box a third under a detection is less sure: 0.67, below the threshold
+    wide = [*boxed[:3], _record(3, 3, box=(150, 300, 450, 300)), *boxed[4:]]
+    b = align(dets, [0.95] * 5, wide, TEXT)
+    assert [(m.vlm, len(m.boxes), m.confidence) for m in b.missed] == [(3, 3, 0.6667)]
+
+
 def test_text_counts_and_iou() -> None:
     counts, orphans = text_counts(GRID[:2], TEXT)
     assert counts == [2, 1] and orphans == len(TEXT) - 3
