@@ -49,6 +49,21 @@ def _pairs(a: Alignment) -> dict[int, tuple[int, ...]]:
     return {p.det: tuple(q.vlm for q in p.parts) for p in a.placements}
 
 
+def _build(dets: list[Box], vlm: list[PanelRecord], a: Alignment, confidence: float) -> Page:
+    """The DataSpec page of a 600 x 900 grid page, its detections all scoring 0.95."""
+    return build_page(
+        image_path="/p.jpg",
+        size=(600, 900),
+        dets=[Detection(b, 0.95) for b in dets],
+        vlm=vlm,
+        alignment=a,
+        min_confidence=confidence,
+        image_id=1,
+        vlm_json_path="/v.json",
+        match_tier="exact",
+    )
+
+
 def _conf(a: Alignment) -> dict[int, float]:
     return {p.det: p.confidence for p in a.placements}
 
@@ -200,17 +215,7 @@ def test_overlap_a_vlm_box_over_lettering_no_detection_holds_is_a_missed_panel()
     a = align(dets, [0.95] * 5, boxed, TEXT)
     assert a.method == "overlap"
     assert [(m.vlm, len(m.boxes), m.confidence) for m in a.missed] == [(3, 3, 1.0)]
-    page = build_page(
-        image_path="/p.jpg",
-        size=(600, 900),
-        dets=[Detection(b, 0.95) for b in dets],
-        vlm=boxed,
-        alignment=a,
-        min_confidence=0.9,
-        image_id=1,
-        vlm_json_path="/v.json",
-        match_tier="exact",
-    )
+    page = _build(dets, boxed, a, 0.9)
     assert [p.inferred for p in page.panels] == [None, None, None, True, None, None]
     assert page.panels[3].text.dialogue == ["3.0", "3.1", "3.2"]
     assert page.reading_order == [0, 1, 2, 3, 4, 5] and page.reading_order_source == "vlm"
@@ -234,17 +239,7 @@ def test_page_marks_unknown_text_and_keeps_unplaced_text() -> None:
     dets = [b for k, b in enumerate(GRID) if k != 3]
     # the missed panel's region is not offered as a panel (the next test shows it is)
     a = dataclasses.replace(align(dets, [0.95] * 5, VLM, TEXT), missed=())
-    page = build_page(
-        image_path="/p.jpg",
-        size=(600, 900),
-        dets=[Detection(b, 0.95) for b in dets],
-        vlm=VLM,
-        alignment=a,
-        min_confidence=0.8,
-        image_id=1,
-        vlm_json_path="/v.json",
-        match_tier="exact",
-    )
+    page = _build(dets, VLM, a, 0.8)
     Page.model_validate(page.to_json_dict())
     assert [p.text.dialogue for p in page.panels][:2] == [["0.0", "0.1"], ["1.0"]]
     assert page.panels[2].knows_text() and page.panels[2].text.is_empty()
@@ -254,17 +249,7 @@ def test_page_marks_unknown_text_and_keeps_unplaced_text() -> None:
     assert page.reading_order_source == "layout"
     assert page.source is not None and page.source.to_dict()["pairing"] == "order"
     # above every confidence, nothing is placed: every panel's text is unknown
-    strict = build_page(
-        image_path="/p.jpg",
-        size=(600, 900),
-        dets=[Detection(b, 0.95) for b in dets],
-        vlm=VLM,
-        alignment=a,
-        min_confidence=1.01,
-        image_id=1,
-        vlm_json_path="/v.json",
-        match_tier="exact",
-    )
+    strict = _build(dets, VLM, a, 1.01)
     assert all(not p.knows_text() for p in strict.panels)
     assert strict.unpaired_text is not None and len(strict.unpaired_text) == 5
 
@@ -276,17 +261,7 @@ def test_a_missed_panel_with_boxed_lettering_becomes_an_inferred_panel() -> None
     assert a.missed[0].confidence > 0.9
 
     def page(confidence: float) -> Page:
-        return build_page(
-            image_path="/p.jpg",
-            size=(600, 900),
-            dets=[Detection(b, 0.95) for b in dets],
-            vlm=VLM,
-            alignment=a,
-            min_confidence=confidence,
-            image_id=1,
-            vlm_json_path="/v.json",
-            match_tier="exact",
-        )
+        return _build(dets, VLM, a, confidence)
 
     got = page(0.8)
     Page.model_validate(got.to_json_dict())
@@ -327,17 +302,7 @@ def test_page_order_follows_the_vlm_boxes() -> None:
     rtl = [1, 0, 3, 2, 5, 4]
     boxed = [_record(k, LINES[i], box=GRID[i]) for k, i in enumerate(rtl)]
     a = align(GRID, [0.95] * 6, boxed, TEXT)
-    page = build_page(
-        image_path="/p.jpg",
-        size=(600, 900),
-        dets=[Detection(b, 0.95) for b in GRID],
-        vlm=boxed,
-        alignment=a,
-        min_confidence=0.8,
-        image_id=1,
-        vlm_json_path="/v.json",
-        match_tier="exact",
-    )
+    page = _build(GRID, boxed, a, 0.8)
     assert page.reading_order == rtl and page.reading_order_source == "vlm"
 
 
