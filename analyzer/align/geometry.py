@@ -112,7 +112,8 @@ def hole(lettering: Sequence[Box], dets: Sequence[Box], size: tuple[int, int] | 
     row = [s for s in spans if s[1] < y1 and s[3] > y0]
     x0 = max((s[2] for s in row if s[2] <= x0), default=0)
     x1 = min((s[0] for s in row if s[0] >= x1), default=right)
-    column = [s for s in spans if s[0] < x1 and s[2] > x0]
+    # boxes of the neighbouring columns may reach a few pixels across the gutters too
+    column = [s for s in spans if s[0] < x1 - JITTER and s[2] > x0 + JITTER]
     y0 = max((s[3] for s in column if s[3] <= y0), default=0)
     y1 = min((s[1] for s in column if s[1] >= y1), default=bottom)
     widths = sorted(d[2] for d in dets)

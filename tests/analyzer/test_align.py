@@ -296,6 +296,12 @@ def test_hole_is_the_empty_region_a_panel_could_fill() -> None:
     gap = [(0, 0, 290, 900), (310, 0, 290, 900)]
     assert hole([(292, 400, 16, 10)], gap, (600, 900)) is None
     assert hole([], dets, (600, 900)) is None
+    # the right-hand column is a split box whose upper piece reaches 2 px further left:
+    # jitter, not a neighbour above the hole (which runs up to the full-width panel)
+    above, below = (0, 0, 600, 290), (0, 610, 600, 290)
+    left, upper, lower = (0, 300, 290, 300), (450, 300, 150, 150), (452, 450, 148, 150)
+    boxes = [above, left, upper, lower, below]
+    assert hole([(320, 520, 50, 20)], boxes, (600, 900)) == (287, 287, 168, 326)
 
 
 def test_page_order_follows_the_vlm_boxes() -> None:
