@@ -283,6 +283,26 @@ def test_a_missed_panel_with_boxed_lettering_becomes_an_inferred_panel() -> None
     assert timid.unpaired_text is not None and 3 in [u.vlm_panel for u in timid.unpaired_text]
 
 
+def test_a_missed_panel_on_a_right_to_left_page() -> None:
+    # 2 x 3 panels listed in manga order (top row right to left); the detector missed the
+    # top middle one, whose two lines it boxed
+    boxes: list[Box] = [(x, y, 200, 300) for y in (0, 300) for x in (400, 200, 0)]
+    lines = [1, 2, 1, 2, 1, 1]
+    vlm = [_record(k, n) for k, n in enumerate(lines)]
+    dets = [b for k, b in enumerate(boxes) if k != 1]
+    a = align(dets, [0.95] * 5, vlm, _text_boxes(boxes, lines), rtl_prior=0.9)
+    assert a.direction == "rtl"
+    assert [(m.vlm, len(m.boxes)) for m in a.missed] == [(1, 2)]
+    page = _build(dets, vlm, a, 0.9)
+    assert [(p.panel_coords, p.inferred) for p in page.panels][:3] == [
+        ((0, 0, 200, 300), None),
+        ((197, 0, 206, 303), True),
+        ((400, 0, 200, 300), None),
+    ]
+    assert page.panels[1].text.dialogue == ["1.0", "1.1"]
+    assert page.reading_order == [2, 1, 0, 5, 4, 3]
+
+
 def test_hole_is_the_empty_region_a_panel_could_fill() -> None:
     dets = [b for k, b in enumerate(GRID) if k != 3]
     assert hole([(320, 320, 50, 30)], dets, (600, 900)) == (297, 297, 303, 306)
