@@ -1,7 +1,9 @@
 """Drawing pages: each panel's box, reading-order number and the start of its text.
 
 A panel whose text is unknown (`text_known: false`: no VLM panel was paired with it) is
-outlined dashed and tagged "text unknown"; the page's `unpaired_text` (text no panel got)
+outlined dashed and tagged "text unknown"; an inferred panel (`inferred: true`: no
+detection, the region a missed panel left) has "inferred" beside its number; the page's
+`unpaired_text` (text no panel got)
 is listed in a strip below the page; `reading_order_source` is tagged in the top-right
 corner. Drawing is deterministic: the same page gives the same pixels.
 
@@ -187,7 +189,7 @@ def render_page(
             draw.rectangle((x, y, x + w, y + h), outline=(*colour, 255), width=line)
         else:
             _dashed_rectangle(draw, (x, y, x + w, y + h), (*colour, 255), line)
-        label = str(rank + 1)
+        label = f"{rank + 1} inferred" if panel.inferred else str(rank + 1)
         box = draw.textbbox((0, 0), label, font=big)
         draw.rectangle((x, y, x + box[2] + 2 * pad, y + box[3] + 2 * pad), fill=(*colour, 230))
         draw.text((x + pad, y + pad), label, fill=(255, 255, 255, 255), font=big)

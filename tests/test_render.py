@@ -140,3 +140,20 @@ def test_render_text_with_newlines(tmp_path: Path) -> None:
     page = dataspec.Page.model_validate(data)
     image = render_page(page, resolver=dataspec.ImageResolver(tmp_path / "images"))
     assert image.width == 400 and image.height > 600
+
+
+def test_render_tags_an_inferred_panel(tmp_path: Path) -> None:
+    """An inferred panel's number reads "N inferred"; the rest of the page is unchanged."""
+    page = dataspec.load(make_page(tmp_path))
+    resolver = dataspec.ImageResolver(tmp_path / "images")
+    doc = page.to_json_dict()
+    doc["panels"][0]["inferred"] = True  # the right-hand panel, read second
+    inferred = dataspec.Page.model_validate(doc)
+    plain = render_page(page, resolver=resolver)
+    tagged = render_page(inferred, resolver=resolver)
+    assert tagged.size == plain.size
+    label = (210, 10, 390, 60)  # the top of the right-hand panel, where its number is
+    assert tagged.crop(label).tobytes() != plain.crop(label).tobytes()
+    left = (0, 0, 200, 600)
+    assert tagged.crop(left).tobytes() == plain.crop(left).tobytes()
+    assert render_page(inferred, resolver=resolver).tobytes() == tagged.tobytes()
