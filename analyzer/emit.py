@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from dataspec.normalize import PanelRecord
 from dataspec.normalize.boxes import MAX_COORD, BoxFrame, RawBox
 from dataspec.paths import image_stem, is_windows_path, posix_parts
 
-from .align import Alignment, Part
+from .align import Alignment, Part, iou
 from .align.geometry import hole
 
 __all__ = [
@@ -367,22 +367,16 @@ def _found(
     sure = [m for m in alignment.missed if m.confidence >= min_confidence]
     if not sure:
         return []
-    shared = {
-        m.boxes for m in alignment.missed if sum(n.boxes == m.boxes for n in alignment.missed) > 1
-    }
+    in_gap = Counter(m.boxes for m in alignment.missed)  # skips sharing one gap's lettering
     boxes = [d.box for d in dets]
     out: list[tuple[Box, int]] = []
     for m in sure:
-        if m.vlm in placed or m.boxes in shared:
+        if m.vlm in placed or in_gap[m.boxes] > 1:
             continue
         region = hole(m.boxes, boxes, size)
-        if region is not None and all(not _overlap(region, r) for r, _ in out):
+        if region is not None and all(iou(region, r) == 0 for r, _ in out):
             out.append((region, m.vlm))
     return out
-
-
-def _overlap(a: Box, b: Box) -> bool:
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def _reading_order(

@@ -53,13 +53,6 @@ def text_counts(dets: Sequence[Box], text_boxes: Sequence[Box]) -> tuple[list[in
     return counts, len(outside)
 
 
-def centre_counts(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int], int]:
-    """(boxes per detection, boxes in none): each box goes to the smallest detection
-    holding its centre."""
-    counts, outside = centre_split(dets, boxes)
-    return counts, len(outside)
-
-
 def centre_split(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[int], list[Box]]:
     """(boxes per detection, the boxes in none, in their order): each box goes to the
     smallest detection holding its centre (the first of equal ones)."""
