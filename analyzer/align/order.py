@@ -15,7 +15,7 @@ import numpy as np
 from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
-from .geometry import _inside
+from .geometry import _inter
 from .lattice import STEPS, Solution, Weights, solve_many
 from .types import Alignment, Box, Missed, Part, Placement
 
@@ -419,23 +419,23 @@ def _chosen(
                 mass[d] += float(post[0, i, got[0].vlm + 1])
             elif len(got) == 2 and got == (Part(got[0].vlm), Part(got[0].vlm + 1)):
                 mass[d] += float(post[3, i, got[1].vlm + 1])
-        rows, cols = np.nonzero(post[4])
-        for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-            a, b = order[i - 2], order[i - 1]
-            # a merge's routing gives each detection () or one part of panel j - 1 only
-            if not (_may_get(wanted.get(a), j - 1) or _may_get(wanted.get(b), j - 1)):
+        merged = post[4]
+        for d, got in wanted.items():
+            if not (got == () or len(got) == 1):  # a merge's routing gives () or one part
                 continue
-            routing, chance = page.merge(a, b, j - 1)
-            p = float(post[4, i, j])
-            for d, parts in routing:
-                if wanted.get(d) == parts:
-                    mass[d] += p * chance
+            for i in (at[d], at[d] + 1):  # merged pairs ending at row i: d second, d first
+                if not 2 <= i <= len(order):
+                    continue
+                a, b = order[i - 2], order[i - 1]
+                cols = np.flatnonzero(merged[i]).tolist() if got == () else [got[0].vlm + 1]
+                for j in cols:
+                    p = float(merged[i, j])
+                    if not p:
+                        continue
+                    routing, chance = page.merge(a, b, j - 1)
+                    if (d, got) in routing:
+                        mass[d] += p * chance
     return chosen, masses, skips
-
-
-def _may_get(parts: tuple[Part, ...] | None, j: int) -> bool:
-    """Whether a VLM merge's routing over panel `j` could give a detection `parts`."""
-    return parts is not None and (parts == () or (len(parts) == 1 and parts[0].vlm == j))
 
 
 def _outcomes(
@@ -497,9 +497,15 @@ class _Page:
         """The detection the other lies in (`a` tried inside `b` first), if either."""
         key = (a, b)
         if key not in self._nest:
-            self._nest[key] = next(
-                (o for i, o in ((a, b), (b, a)) if _inside(self.dets[i], self.dets[o]) >= 0.8),
-                None,
+            da, db = self.dets[a], self.dets[b]
+            inter = _inter(da, db)  # one intersection for both boxes' shares (`_inside`)
+            area_a, area_b = da[2] * da[3], db[2] * db[3]
+            self._nest[key] = (
+                b
+                if area_a > 0 and inter / area_a >= 0.8
+                else a
+                if area_b > 0 and inter / area_b >= 0.8
+                else None
             )
         return self._nest[key]
 
