@@ -421,13 +421,13 @@ def _chosen(
                 mass[d] += float(post[3, i, got[1].vlm + 1])
         merged = post[4]
         for d, got in wanted.items():
-            if not (got == () or len(got) == 1):  # a merge's routing gives () or one part
+            if len(got) > 1:  # a merge's routing gives a detection () or one part
                 continue
             for i in (at[d], at[d] + 1):  # merged pairs ending at row i: d second, d first
                 if not 2 <= i <= len(order):
                     continue
                 a, b = order[i - 2], order[i - 1]
-                cols = np.flatnonzero(merged[i]).tolist() if got == () else [got[0].vlm + 1]
+                cols = [got[0].vlm + 1] if got else np.flatnonzero(merged[i]).tolist()
                 for j in cols:
                     p = float(merged[i, j])
                     if not p:
