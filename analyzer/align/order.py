@@ -153,6 +153,101 @@ class _Model:
 _MODEL = _Model()
 
 
+class _Terms:
+    """A page's step weights that do not depend on the reading direction, per detection
+    (in detection order) and per VLM panel; `weights` puts them in one direction's order.
+
+    `t`, `score`, `rel_area` per detection, `lines` per VLM panel; `cast`: (character
+    boxes per detection, characters the VLM names per panel), or None when either side has
+    none on the page."""
+
+    def __init__(
+        self,
+        t: Sequence[int],
+        score: Sequence[float],
+        rel_area: Sequence[float],
+        lines: Sequence[int],
+        model: _Model,
+        cast: tuple[Sequence[int], Sequence[int]] | None = None,
+    ):
+        n = len(t)
+        lp = [math.log(x) for x in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
+        lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
+        self.lp, self.model = lp, model
+        tt = self.tt = np.minimum(np.asarray(t, np.int64), _CAP)
+        ll = np.asarray(lines, np.int64)
+        self.size = max(2 * int(tt.max()), 2 * int(ll.max()))
+        table = model.table(0, 1 + min(_CAP, self.size))
+        l2 = np.minimum(ll[:-1] + ll[1:], _CAP)
+        ll = self.ll = np.minimum(ll, _CAP)
+        self.area = np.array([model.area(a, True) for a in rel_area])
+        lone = [lp[1] + model.lone_det(t[i]) for i in range(n)]
+        self.pair = lp[0] + table[tt[:, None], ll[None, :]]
+        self.det_merge = lp[3] + table[tt[:, None], l2[None, :]]
+        tail = [model.lone_det(t[i]) for i in range(n)]
+        self.cast: tuple[np.ndarray, np.ndarray, int] | None = None
+        if cast is not None:  # without one, every character term is 0 and is left out
+            c, named = cast
+            cc, nn = np.asarray(c, np.int64), np.asarray(named, np.int64)
+            size = max(2 * int(cc.max()), 2 * int(nn.max()))
+            chars = model.table(1, 1 + min(_CAP, size))
+            n2 = np.minimum(nn[:-1] + nn[1:], _CAP)
+            cc, nn = np.minimum(cc, _CAP), np.minimum(nn, _CAP)
+            self.cast = (cc, nn, size)
+            lone = [v + model.lone_chars(c[i]) for i, v in enumerate(lone)]
+            self.pair = self.pair + chars[cc[:, None], nn[None, :]]
+            self.det_merge = self.det_merge + chars[cc[:, None], n2[None, :]]
+            tail = [v + model.lone_chars(c[i]) for i, v in enumerate(tail)]
+        self.lone = np.array([v + model.score(score[i]) for i, v in enumerate(lone)])
+        self.tail = np.array(tail)
+
+    def weights(
+        self,
+        perm: Sequence[int],
+        orphans: Sequence[int],
+        c_out: Sequence[int] | None,
+        prefix: bool,
+    ) -> Weights:
+        """The lattice of the reading direction `perm` (position -> detection):
+        `orphans[g]` text boxes in no detection read after the first g detections (`gaps`),
+        `c_out` the same for character boxes (None without `cast`).
+
+        A VLM panel the detector missed (skip at gap g) explains the boxes outside every
+        detection: those of its own gap (`LOCAL`: the missed panel's lettering lies where
+        the panel is), or, when the reading order misplaces them, those of the whole page."""
+        model, lp, ll = self.model, self.lp, self.ll
+        order = np.asarray(perm, np.int64)
+        tt = self.tt[order]
+        o_all = min(sum(orphans), _CAP)
+        table = model.table(0, 1 + min(_CAP, max(self.size, o_all)))
+        t2 = np.minimum(tt[:-1] + tt[1:], _CAP)
+        # a missed panel leaves its text (and figure) boxes outside every detection, in its gap
+        o_at = np.minimum(np.asarray(orphans, np.int64), _CAP)
+        local = table[o_at[:, None], ll[None, :]] - table[o_at, 0][:, None]
+        whole = table[o_all, ll] - table[o_all, 0]
+        vlm_merge = lp[4] + table[t2[:, None], ll[None, :]]
+        if self.cast is not None and c_out is not None:
+            cc, nn, size = self.cast
+            cc = cc[order]
+            c_all = min(sum(c_out), _CAP)
+            chars = model.table(1, 1 + min(_CAP, max(size, c_all)))
+            c2 = np.minimum(cc[:-1] + cc[1:], _CAP)
+            c_at = np.minimum(np.asarray(c_out, np.int64), _CAP)
+            local = local + chars[c_at[:, None], nn[None, :]] - chars[c_at, 0][:, None]
+            whole = whole + chars[c_all, nn] - chars[c_all, 0]
+            vlm_merge = vlm_merge + chars[c2[:, None], nn[None, :]]
+        return Weights(
+            pair=self.pair[order],
+            lone=self.lone[order],
+            skip_vlm=lp[2] + np.logaddexp(_LOG_LOCAL + local, _LOG_WHOLE + whole[None, :]),
+            det_merge=self.det_merge[order] + self.area[order][:, None],
+            vlm_merge=vlm_merge,
+            # a cut-short reply lists a prefix of the panels: the detections after it are free
+            tail=self.tail[order],
+            prefix=prefix,
+        )
+
+
 def _weights(
     t: Sequence[int],
     score: Sequence[float],
@@ -163,59 +258,10 @@ def _weights(
     model: _Model,
     cast: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
 ) -> Weights:
-    """The step weights of one reading direction (`t`, `score`, `rel_area` per detection in
-    that order; `lines` per VLM panel; `orphans[g]`: text boxes in no detection read after
-    the first g detections, `gaps`). `cast`: (character boxes per detection, characters the
-    VLM names per panel, character boxes in no detection per gap), or None when either side
-    has none on the page.
-
-    A VLM panel the detector missed (skip at gap g) explains the boxes outside every
-    detection: those of its own gap (`LOCAL`: the missed panel's lettering lies where the
-    panel is), or, when the reading order misplaces them, those of the whole page."""
-    n = len(t)
-    lp = [math.log(x) for x in (model.p_pair, model.p_skip_det, model.p_skip_vlm)]
-    lp += [math.log(model.p_det_merge), math.log(model.p_vlm_merge)]
-    tt = np.minimum(np.asarray(t, np.int64), _CAP)
-    ll = np.asarray(lines, np.int64)
-    o_all = min(sum(orphans), _CAP)
-    table = model.table(0, 1 + min(_CAP, max(2 * int(tt.max()), 2 * int(ll.max()), o_all)))
-    t2, l2 = np.minimum(tt[:-1] + tt[1:], _CAP), np.minimum(ll[:-1] + ll[1:], _CAP)
-    ll = np.minimum(ll, _CAP)
-    # a missed panel leaves its text (and figure) boxes outside every detection, in its gap
-    o_at = np.minimum(np.asarray(orphans, np.int64), _CAP)
-    local = table[o_at[:, None], ll[None, :]] - table[o_at, 0][:, None]
-    whole = table[o_all, ll] - table[o_all, 0]
-    area = np.array([model.area(a, True) for a in rel_area]).reshape(n, 1)
-    lone = [lp[1] + model.lone_det(t[i]) for i in range(n)]
-    pair = lp[0] + table[tt[:, None], ll[None, :]]
-    det_merge = lp[3] + table[tt[:, None], l2[None, :]]
-    vlm_merge = lp[4] + table[t2[:, None], ll[None, :]]
-    tail = [model.lone_det(t[i]) for i in range(n)]
-    if cast is not None:  # without one, every character term is 0 and is left out
-        c, named, c_out = cast
-        cc, nn = np.asarray(c, np.int64), np.asarray(named, np.int64)
-        c_all = min(sum(c_out), _CAP)
-        chars = model.table(1, 1 + min(_CAP, max(2 * int(cc.max()), 2 * int(nn.max()), c_all)))
-        c2, n2 = np.minimum(cc[:-1] + cc[1:], _CAP), np.minimum(nn[:-1] + nn[1:], _CAP)
-        cc, nn = np.minimum(cc, _CAP), np.minimum(nn, _CAP)
-        c_at = np.minimum(np.asarray(c_out, np.int64), _CAP)
-        local = local + chars[c_at[:, None], nn[None, :]] - chars[c_at, 0][:, None]
-        whole = whole + chars[c_all, nn] - chars[c_all, 0]
-        lone = [v + model.lone_chars(c[i]) for i, v in enumerate(lone)]
-        pair = pair + chars[cc[:, None], nn[None, :]]
-        det_merge = det_merge + chars[cc[:, None], n2[None, :]]
-        vlm_merge = vlm_merge + chars[c2[:, None], nn[None, :]]
-        tail = [v + model.lone_chars(c[i]) for i, v in enumerate(tail)]
-    return Weights(
-        pair=pair,
-        lone=np.array([v + model.score(score[i]) for i, v in enumerate(lone)]),
-        skip_vlm=lp[2] + np.logaddexp(_LOG_LOCAL + local, _LOG_WHOLE + whole[None, :]),
-        det_merge=det_merge + area,
-        vlm_merge=vlm_merge,
-        # a cut-short reply lists a prefix of the panels: the detections after it are free
-        tail=np.array(tail),
-        prefix=prefix,
-    )
+    """The step weights of one reading direction, every input in that order (`_Terms`;
+    `cast` adds the character boxes in no detection per gap)."""
+    terms = _Terms(t, score, rel_area, lines, model, cast[:2] if cast is not None else None)
+    return terms.weights(range(len(t)), orphans, cast[2] if cast is not None else None, prefix)
 
 
 def _lse(values: Sequence[float]) -> float:
@@ -268,6 +314,9 @@ def order_problem(
     lines = [n for n, _ in panels] if text_evidence else [0] * len(vlm)
     named = [len(r.characters or ()) for r in vlm]
     use_cast = det_chars is not None and any(named)  # the VLM names characters on this page
+    cast = (det_chars[0], named) if use_cast and det_chars is not None else None
+    c_boxes = det_chars[1] if cast is not None and det_chars is not None else None
+    terms = _Terms(det_text, scores, [a / median for a in areas], lines, model, cast)
     directions: list[tuple[str, list[int], Weights | None]] = []
     holes: list[list[list[Box]]] = []
     for direction, rtl in (("ltr", False), ("rtl", True)):
@@ -278,22 +327,8 @@ def order_problem(
             continue
         ordered = [dets[i] for i in perm]
         holes.append(gaps(ordered, orphans, rtl))
-        weights = _weights(
-            [det_text[i] for i in perm],
-            [scores[i] for i in perm],
-            [areas[i] / median for i in perm],
-            lines,
-            [len(g) for g in holes[-1]],
-            prefix,
-            model,
-            (
-                [det_chars[0][i] for i in perm],
-                named,
-                [len(g) for g in gaps(ordered, det_chars[1], rtl)],
-            )
-            if use_cast and det_chars is not None
-            else None,
-        )
+        c_out = [len(g) for g in gaps(ordered, c_boxes, rtl)] if c_boxes is not None else None
+        weights = terms.weights(perm, [len(g) for g in holes[-1]], c_out, prefix)
         directions.append((direction, perm, weights))
     return OrderProblem(_Page(panels, det_text, dets), rtl_prior, tuple(directions), tuple(holes))
 
