@@ -8,7 +8,10 @@ other categories (character, face) are dropped, though still counted in `annotat
 
 The file is memory-mapped and decoded with msgspec into typed structs, the
 `annotations` array in slices of `CHUNK_BYTES`, so the decoded objects of only one slice
-exist at a time and decoded parts of the map are handed back to the OS. A slice whose
+exist at a time and decoded parts of the map are handed back to the OS. The array is
+found by search (`coco_layout.locate`), not by decoding the whole dict, so the map is
+never in memory at once; a file the search cannot read plainly is decoded whole. The
+heap the decode freed is given back at the end (`malloc_trim`). A slice whose
 items do not fit the types (a string score, a 3-number bbox, NaN) is decoded again with
 Python's json and each bad annotation is reported as a `Problem`, not fatal. A file
 msgspec refuses as a whole (NaN literals outside the annotations) is read with Python's
@@ -23,6 +26,8 @@ Whatever the file holds, `load_coco` returns pages (each bad record reported as 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import itertools
 import json
 import math
@@ -39,6 +44,7 @@ import numpy as np
 from dataspec.normalize.boxes import MAX_COORD
 from dataspec.paths import IMAGE_EXTS, is_windows_path
 
+from .coco_layout import Layout, locate
 from .problems import Problem
 
 __all__ = [
@@ -108,6 +114,7 @@ class _Top(msgspec.Struct):
 
 
 _ANN_DECODER = msgspec.json.Decoder(list[_Ann])
+_ANN_ITEM_DECODER = msgspec.json.Decoder(_Ann)
 _IMAGES_DECODER = msgspec.json.Decoder(list[_Image])
 _TOP_DECODER = msgspec.json.Decoder(_Top)
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
@@ -728,6 +735,7 @@ def load_coco(
         done = [0]
 
         def report(n: int) -> None:
+            n = min(n, size - done[0])  # a layout given up reads the file again: no more
             if n > 0:
                 done[0] += n
                 if progress is not None:
@@ -737,10 +745,21 @@ def load_coco(
             choice = _Choice(category_ids, category_names, text_category_ids, text_category_names)
             pages = _load_mapped(mapped, file, choice, report, chunk_bytes)
             report(size - done[0])
+            _trim_heap()
             return pages
         finally:
             with contextlib.suppress(BufferError):  # a view still alive: closed when freed
                 mapped.close()
+
+
+def _trim_heap() -> None:
+    """Give the heap the decode freed back to the system (glibc's `malloc_trim`; nothing
+    elsewhere): the decoded slices' objects leave holes that malloc would otherwise keep."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass(frozen=True)
@@ -767,19 +786,50 @@ def _load_mapped(
     progress: Callable[[int], None],
     chunk_bytes: int,
 ) -> CocoPages:
-    problems: list[Problem] = []
-    whole = memoryview(mapped)
-    base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
     page_size = mmap.PAGESIZE
     released = [0]
 
-    def release(upto_in_view: int, view_offset: int) -> None:
-        """Drop already-decoded pages of the map from this process's memory."""
-        upto = (view_offset + upto_in_view) // page_size * page_size
+    def release(upto: int) -> None:
+        """Drop the map's pages before offset `upto` from this process's memory."""
+        upto = upto // page_size * page_size
         if upto > released[0] and hasattr(mapped, "madvise"):
             mapped.madvise(mmap.MADV_DONTNEED, released[0], upto - released[0])
             released[0] = upto
 
+    def release_all() -> None:
+        """Drop every page of the map (read again from the page cache when touched)."""
+        release(len(mapped))
+        released[0] = 0
+
+    whole = memoryview(mapped)
+    skip = len(_BOM) if bytes(whole[: len(_BOM)]) == _BOM else 0
+    whole = whole[skip:]
+    first = bytes(whole[:1024]).lstrip()[:1]
+    if first == b"{":
+        layout = locate(whole, _is_annotation, lambda n: release(skip + n))
+        if layout is not None:
+            with contextlib.suppress(msgspec.DecodeError, CocoError):
+                return _decode_top(mapped, file, choice, progress, chunk_bytes, release, layout)
+        release_all()  # a file of another shape (or a located one that failed): as a whole
+    return _decode_top(mapped, file, choice, progress, chunk_bytes, release, None, release_all)
+
+
+def _decode_top(
+    mapped: mmap.mmap,
+    file: str,
+    choice: _Choice,
+    progress: Callable[[int], None],
+    chunk_bytes: int,
+    release: Callable[[int], None],
+    layout: Layout | None,
+    scanned: Callable[[], None] = lambda: None,
+) -> CocoPages:
+    """The pages of the file, its `annotations` where `layout` says (raises
+    `msgspec.DecodeError` or `CocoError` when they are not there), or found by decoding
+    the whole file (`scanned` is called after that)."""
+    problems: list[Problem] = []
+    whole = memoryview(mapped)
+    base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
     skip = len(_BOM) if bytes(whole[: len(_BOM)]) == _BOM else 0
     whole = whole[skip:]
     first = bytes(whole[:1024]).lstrip()[:1]
@@ -789,19 +839,31 @@ def _load_mapped(
         if first == b"[":
             ann_view, offset = whole, skip
         elif first == b"{":
-            top = _TOP_DECODER.decode(whole)
+            top = _TOP_DECODER.decode(layout.rest if layout is not None else whole)
+            if layout is not None and len(top.annotations):
+                raise CocoError("a second `annotations` key")  # read as a whole instead
             images = _read_images(top.images, file, problems)
             if len(top.categories):
                 categories = _lenient(bytes(top.categories))
-            if not len(top.annotations):
-                raise CocoError("no `annotations` key")
-            ann_view = memoryview(top.annotations)
-            offset = np.frombuffer(ann_view, dtype=np.uint8).ctypes.data - base
+            if layout is not None:
+                ann_view, offset = whole[layout.start : layout.end], skip + layout.start
+            else:
+                if not len(top.annotations):
+                    raise CocoError("no `annotations` key")
+                # the scan for the keys read every page of the map: drop them all; the
+                # slices of the annotations are read again as they are decoded
+                scanned()
+                ann_view = memoryview(top.annotations)
+                offset = np.frombuffer(ann_view, dtype=np.uint8).ctypes.data - base
         else:
             raise CocoError("not a COCO dict or results list")
     except msgspec.ValidationError as exc:
+        if layout is not None:
+            raise
         raise CocoError(f"not a COCO dict or results list ({exc})") from exc
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        if layout is not None and not isinstance(exc, UnicodeDecodeError | RecursionError):
+            raise
         # NaN literals, not UTF-8, nested too deeply, or not JSON at all
         return _load_lenient(whole, file, choice, exc)
 
@@ -815,7 +877,7 @@ def _load_mapped(
             chunk_bytes,
             collector,
             progress,
-            lambda upto: release(upto, offset),
+            lambda upto: release(upto + offset),
         )
     except (UnicodeDecodeError, RecursionError) as exc:  # not UTF-8, or nested too deeply
         del ann_view
@@ -826,6 +888,15 @@ def _load_mapped(
     names.extend(None for _ in collector.new_ids)
     sizes.extend((0, 0) for _ in collector.new_ids)
     return _group(file, ids, names, sizes, collector, problems)
+
+
+def _is_annotation(item: bytes) -> bool:
+    """Whether the JSON object `item` reads as an annotation."""
+    try:
+        _ANN_ITEM_DECODER.decode(item)
+    except (msgspec.DecodeError, RecursionError):  # not one, or nested too deeply to tell
+        return False
+    return True
 
 
 def _load_lenient(

@@ -27,6 +27,9 @@ _PAD = 2
 i - 2 or j - 2, and its target at n + 2 or m + 2, both -inf."""
 _BUCKET = 4
 """Lattices are solved together when their sizes round up to the same multiple of this."""
+_BATCH = 128
+"""Most lattices solved in one numpy batch: more saves little time and holds more memory
+(a batch's arrays grow with it: about 8 KB per lattice and cell column)."""
 _NEG = -math.inf
 
 
@@ -76,8 +79,10 @@ def solve_many(lattices: Sequence[Weights]) -> list[Solution]:
         n, m = w.shape
         groups.setdefault((-(-n // _BUCKET), -(-m // _BUCKET)), []).append(k)
     for members in groups.values():
-        for k, solution in zip(members, _solve([lattices[k] for k in members]), strict=True):
-            out[k] = solution
+        for at in range(0, len(members), _BATCH):
+            batch = members[at : at + _BATCH]
+            for k, solution in zip(batch, _solve([lattices[k] for k in batch]), strict=True):
+                out[k] = solution
     return [s for s in out if s is not None]
 
 
