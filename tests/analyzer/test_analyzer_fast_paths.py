@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from analyzer.align import Alignment
-from analyzer.coco import _Collector, load_coco
+from analyzer.coco import load_coco
+from analyzer.coco.collect import _Collector
 from analyzer.emit import (
     UnsafeOutputError,
     _by_rules,

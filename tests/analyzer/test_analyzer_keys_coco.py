@@ -455,7 +455,8 @@ def test_text_ids_beyond_int64_in_the_file_are_ignored(tmp_path: Path) -> None:
 def test_typed_path_reports_a_non_finite_text_box() -> None:
     """The msgspec struct path checks text boxes as it does panels (msgspec itself refuses
     1e999, so the structs are built here)."""
-    from analyzer.coco import _Ann, _Collector
+    from analyzer.coco.collect import _Collector
+    from analyzer.coco.records import _Ann
 
     collector = _Collector("f.json", frozenset({1}), {}, frozenset({4}))
     inf = float("inf")

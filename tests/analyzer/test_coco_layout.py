@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import analyzer.coco as coco_module
-from analyzer.coco import CocoError, CocoPages, _is_annotation, load_coco
-from analyzer.coco_layout import locate
+import analyzer.coco.read as coco_read
+from analyzer.coco import CocoError, CocoPages, load_coco
+from analyzer.coco.layout import locate
+from analyzer.coco.read import _is_annotation
 
 _ARRAYS = (
     *("offsets", "boxes", "scores", "text_offsets", "text_boxes", "text_scores"),
@@ -111,7 +112,7 @@ def _same(a: CocoPages, b: CocoPages) -> None:
 
 def _whole(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> CocoPages:
     with monkeypatch.context() as m:
-        m.setattr(coco_module, "locate", lambda *a: None)  # the general path: every byte
+        m.setattr(coco_read, "locate", lambda *a: None)  # the general path: every byte
         return load_coco(path, **kw)
 
 
