@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import json
 import mmap
 import os
@@ -219,11 +218,8 @@ def load_coco(
 def _trim_heap() -> None:
     """Give the heap the decode freed back to the system (glibc's `malloc_trim`; nothing
     elsewhere): the decoded slices' objects leave holes that malloc would otherwise keep."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols (libc's): no search
 
 
 def _load_mapped(
