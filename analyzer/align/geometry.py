@@ -27,6 +27,12 @@ def _inside(a: Sequence[float], b: Sequence[float]) -> float:
     return _inter(a, b) / area if area > 0 else 0.0
 
 
+def shares(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """(`_inside(a, b)`, `_inside(b, a)`) from one intersection."""
+    inter, area_a, area_b = _inter(a, b), a[2] * a[3], b[2] * b[3]
+    return (inter / area_a if area_a > 0 else 0.0, inter / area_b if area_b > 0 else 0.0)
+
+
 def _centre_in(a: Sequence[float], b: Sequence[float]) -> bool:
     cx, cy = a[0] + a[2] / 2, a[1] + a[3] / 2
     return b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3]

@@ -1,7 +1,7 @@
 """The `order` method of `analyzer.align`, for pages whose VLM panels carry no boxes: a
 monotone alignment of the detections (reading order, both directions) to the VLM panels,
 solved exactly by forward-backward over a pair-HMM (`_Model`; the weights of each step come
-from `_weights`, the batched solve from `lattice.py`)."""
+from `_Terms`, the batched solve from `lattice.py`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
-from .geometry import _inter
+from .geometry import shares
 from .lattice import STEPS, Solution, Weights, solve_many
 from .types import Alignment, Box, Missed, Part, Placement
 
@@ -248,22 +248,6 @@ class _Terms:
         )
 
 
-def _weights(
-    t: Sequence[int],
-    score: Sequence[float],
-    rel_area: Sequence[float],
-    lines: Sequence[int],
-    orphans: Sequence[int],
-    prefix: bool,
-    model: _Model,
-    cast: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
-) -> Weights:
-    """The step weights of one reading direction, every input in that order (`_Terms`;
-    `cast` adds the character boxes in no detection per gap)."""
-    terms = _Terms(t, score, rel_area, lines, model, cast[:2] if cast is not None else None)
-    return terms.weights(range(len(t)), orphans, cast[2] if cast is not None else None, prefix)
-
-
 def _lse(values: Sequence[float]) -> float:
     top = max(values)
     if top == -math.inf:
@@ -314,8 +298,9 @@ def order_problem(
     lines = [n for n, _ in panels] if text_evidence else [0] * len(vlm)
     named = [len(r.characters or ()) for r in vlm]
     use_cast = det_chars is not None and any(named)  # the VLM names characters on this page
-    cast = (det_chars[0], named) if use_cast and det_chars is not None else None
-    c_boxes = det_chars[1] if cast is not None and det_chars is not None else None
+    cast, c_boxes = None, None
+    if use_cast and det_chars is not None:
+        cast, c_boxes = (det_chars[0], named), det_chars[1]
     terms = _Terms(det_text, scores, [a / median for a in areas], lines, model, cast)
     directions: list[tuple[str, list[int], Weights | None]] = []
     holes: list[list[list[Box]]] = []
@@ -532,16 +517,8 @@ class _Page:
         """The detection the other lies in (`a` tried inside `b` first), if either."""
         key = (a, b)
         if key not in self._nest:
-            da, db = self.dets[a], self.dets[b]
-            inter = _inter(da, db)  # one intersection for both boxes' shares (`_inside`)
-            area_a, area_b = da[2] * da[3], db[2] * db[3]
-            self._nest[key] = (
-                b
-                if area_a > 0 and inter / area_a >= 0.8
-                else a
-                if area_b > 0 and inter / area_b >= 0.8
-                else None
-            )
+            a_in_b, b_in_a = shares(self.dets[a], self.dets[b])
+            self._nest[key] = b if a_in_b >= 0.8 else a if b_in_a >= 0.8 else None
         return self._nest[key]
 
     def _route(self, a: int, b: int, j: int) -> _Routing:

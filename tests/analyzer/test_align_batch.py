@@ -12,8 +12,8 @@ import pytest
 
 from analyzer.align import Alignment, align_many, prepare
 from analyzer.align.geometry import centre_split, lettered
-from analyzer.align.lattice import solve_many
-from analyzer.align.order import _MODEL, _weights
+from analyzer.align.lattice import Weights, solve_many
+from analyzer.align.order import _MODEL, _Terms
 from dataspec import PanelText
 from dataspec.models import Character, TextItem
 from dataspec.normalize import PanelRecord
@@ -114,6 +114,20 @@ def test_batched_alignments_equal_the_reference(seed: int) -> None:
             _same(g.reweigh(prior), w.reweigh(prior))
 
 
+def _lattice(
+    t: list[int],
+    score: list[float],
+    area: list[float],
+    lines: list[int],
+    orphans: list[int],
+    prefix: bool,
+    cast: tuple[list[int], list[int], list[int]] | None,
+) -> Weights:
+    """The lattice of one reading direction, every input already in that order."""
+    terms = _Terms(t, score, area, lines, _MODEL, cast[:2] if cast is not None else None)
+    return terms.weights(range(len(t)), orphans, cast[2] if cast is not None else None, prefix)
+
+
 def test_lattice_posteriors_and_paths_equal_the_reference() -> None:
     rng = random.Random(7)
     lattices, refs = [], []
@@ -134,7 +148,7 @@ def test_lattice_posteriors_and_paths_equal_the_reference() -> None:
             if rng.random() < 0.5
             else None
         )
-        lattices.append(_weights(t, score, area, lines, orphans, prefix, _MODEL, cast))
+        lattices.append(_lattice(t, score, area, lines, orphans, prefix, cast))
         refs.append(ref._Lattice(t, score, area, lines, orphans, prefix, ref._MODEL, cast))
     for sol, lattice in zip(solve_many(lattices), refs, strict=True):
         log_z, post, path = lattice.solve()
