@@ -294,12 +294,17 @@ def _index_images(
 
 def _group(
     file: str,
-    ids: list[int | str],
     names: list[str | None],
     sizes: list[tuple[int, int]],
     collector: _Collector,
     problems: list[Problem],
 ) -> CocoPages:
+    """The pages: the images' (`names`, `sizes` as `_index_images` gave them), then those
+    only the annotations named; `problems` gets the collector's."""
+    problems.extend(collector.problems)
+    ids = list(collector.index)
+    names = [*names, *(None for _ in collector.new_ids)]
+    sizes = [*sizes, *((0, 0) for _ in collector.new_ids)]
     n = len(ids)
     offsets, boxes, scores, _ = collector.panels.grouped(n)
     text_offsets, text_boxes, text_scores, text_cats = collector.text.grouped(n)

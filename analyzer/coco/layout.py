@@ -86,9 +86,11 @@ def _find_key(view: memoryview, release: Callable[[int], None]) -> tuple[int, in
         lo = max(0, at - overlap)
         chunk = bytes(view[lo : at + WINDOW])
         for match in _KEY.finditer(chunk):
-            before = chunk[: match.start()]
-            if (len(before) - len(before.rstrip(b"\\"))) % 2 == 0:  # else an escaped quote
-                return lo + match.start(), lo + match.end() - 1
+            quote = back = match.start()
+            while back > 0 and chunk[back - 1] == 0x5C:  # backslashes before the quote
+                back -= 1
+            if (quote - back) % 2 == 0:  # else an escaped quote, inside a string
+                return lo + quote, lo + match.end() - 1
         release(at)
     return None
 

@@ -248,17 +248,20 @@ def _load_mapped(
     skip = len(_BOM) if bytes(whole[: len(_BOM)]) == _BOM else 0
     whole = whole[skip:]
     first = bytes(whole[:1024]).lstrip()[:1]
+    how = (file, choice, progress, chunk_bytes, release)
     if first == b"{":
         layout = locate(whole, _is_annotation, lambda n: release(skip + n))
         if layout is not None:
             with contextlib.suppress(msgspec.DecodeError, CocoError):
-                return _decode_top(mapped, file, choice, progress, chunk_bytes, release, layout)
+                return _decode_top(mapped, skip, first, *how, layout)
         release_all()  # a file of another shape (or a located one that failed): as a whole
-    return _decode_top(mapped, file, choice, progress, chunk_bytes, release, None, release_all)
+    return _decode_top(mapped, skip, first, *how, None, release_all)
 
 
 def _decode_top(
     mapped: mmap.mmap,
+    skip: int,
+    first: bytes,
     file: str,
     choice: _Choice,
     progress: Callable[[int], None],
@@ -267,15 +270,12 @@ def _decode_top(
     layout: Layout | None,
     scanned: Callable[[], None] = lambda: None,
 ) -> CocoPages:
-    """The pages of the file, its `annotations` where `layout` says (raises
-    `msgspec.DecodeError` or `CocoError` when they are not there), or found by decoding
-    the whole file (`scanned` is called after that)."""
+    """The pages of the file (its first `skip` bytes a BOM, `first` its first character
+    after whitespace), its `annotations` where `layout` says (raises `msgspec.DecodeError`
+    or `CocoError` when they are not there), or found by decoding the whole file
+    (`scanned` is called after that)."""
     problems: list[Problem] = []
-    whole = memoryview(mapped)
-    base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
-    skip = len(_BOM) if bytes(whole[: len(_BOM)]) == _BOM else 0
-    whole = whole[skip:]
-    first = bytes(whole[:1024]).lstrip()[:1]
+    whole = memoryview(mapped)[skip:]
     images: list[_Image] = []
     categories: Any = None
     try:
@@ -297,6 +297,7 @@ def _decode_top(
                 # slices of the annotations are read again as they are decoded
                 scanned()
                 ann_view = memoryview(top.annotations)
+                base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
                 offset = np.frombuffer(ann_view, dtype=np.uint8).ctypes.data - base
         else:
             raise CocoError("not a COCO dict or results list")
@@ -326,11 +327,7 @@ def _decode_top(
         del ann_view
         return _load_lenient(whole, file, choice, exc)
     del ann_view
-    problems.extend(collector.problems)
-    ids = list(index)
-    names.extend(None for _ in collector.new_ids)
-    sizes.extend((0, 0) for _ in collector.new_ids)
-    return _group(file, ids, names, sizes, collector, problems)
+    return _group(file, names, sizes, collector, problems)
 
 
 def _is_annotation(item: bytes) -> bool:
@@ -381,7 +378,4 @@ def _load_lenient(
     index, names, sizes = _index_images(images, file, problems)
     collector = _Collector(file, panel_ids, index, text_ids, char_ids)
     collector.add_dicts(anns)
-    problems.extend(collector.problems)
-    names.extend(None for _ in collector.new_ids)
-    sizes.extend((0, 0) for _ in collector.new_ids)
-    return _group(file, list(index), names, sizes, collector, problems)
+    return _group(file, names, sizes, collector, problems)
