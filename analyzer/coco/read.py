@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from dataspec.normalize.decode import decode_text
+
 from ..problems import Problem
 from .categories import _Choice
 from .collect import _Collector, _group, _index_images, _number
@@ -347,14 +349,7 @@ def _load_lenient(
 ) -> CocoPages:
     """The whole file through Python's json (NaN literals; cp1252 when not UTF-8); for
     files msgspec refuses."""
-    data = bytes(whole)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
+    text, _ = decode_text(bytes(whole))
     try:
         obj = json.loads(text)
     except RecursionError:

@@ -26,16 +26,21 @@ def decode_bytes(raw: bytes, notes: list[Note]) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         first_error = str(exc)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            text = raw.decode("cp1252")
-            notes.append(Note("encoding_cp1252", "file is not UTF-8: read as cp1252"))
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-            notes.append(Note("encoding_latin1", "file is not UTF-8: read as latin-1"))
+    text, encoding = decode_text(raw)
+    if encoding != "utf-8":
+        code = "encoding_" + encoding.replace("-", "")
+        notes.append(Note(code, f"file is not UTF-8: read as {encoding}"))
     return parse_text(text, notes, first_error=first_error)
+
+
+def decode_text(raw: bytes) -> tuple[str, str]:
+    """(text, encoding) of a file's bytes: UTF-8, else cp1252, else latin-1 (never fails)."""
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1"), "latin-1"
 
 
 def parse_text(text: str, notes: list[Note], *, first_error: str | None = None) -> Any:
