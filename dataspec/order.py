@@ -29,11 +29,18 @@ BoxLike = Sequence[float]
 
 def reading_order(boxes: Sequence[BoxLike], rtl: bool = False) -> list[int]:
     """Indices of `boxes` (`[x, y, w, h]`) in reading order; deterministic."""
+    return reading_orders(boxes)[1 if rtl else 0]
+
+
+def reading_orders(boxes: Sequence[BoxLike]) -> tuple[list[int], list[int]]:
+    """`reading_order` left to right and right to left, from one walk of the cuts (the
+    cuts do not depend on the direction: only the order of columns and of overlapping
+    boxes does)."""
     spans = [
         (float(b[0]), float(b[1]), float(b[0]) + float(b[2]), float(b[1]) + float(b[3]))
         for b in boxes
     ]
-    return _order(list(range(len(spans))), spans, rtl, rows_first=True)
+    return _order(list(range(len(spans))), spans, rows_first=True)
 
 
 def _groups(
@@ -81,11 +88,11 @@ def _clean(
 def _order(
     idx: list[int],
     spans: list[tuple[float, float, float, float]],
-    rtl: bool,
     rows_first: bool,
-) -> list[int]:
+) -> tuple[list[int], list[int]]:
+    """`idx` in reading order (left to right, right to left)."""
     if len(idx) <= 1:
-        return idx
+        return idx, idx
     first, second = (1, 0) if rows_first else (0, 1)
     split = _groups(idx, spans, first)
     chosen = first
@@ -94,19 +101,17 @@ def _order(
         if len(other) > 1 and (len(split) <= 1 or _clean(other, spans, second)):
             split, chosen = other, second
     if len(split) > 1:
-        if chosen == 0 and rtl:
-            split.reverse()
-        out: list[int] = []
-        for band in split:
-            out.extend(_order(band, spans, rtl, rows_first=(chosen == 0)))
-        return out
+        parts = [_order(band, spans, rows_first=(chosen == 0)) for band in split]
+        ltr: list[int] = []
+        rtl: list[int] = []
+        for part in parts:
+            ltr.extend(part[0])
+        for part in reversed(parts) if chosen == 0 else parts:  # columns read backwards
+            rtl.extend(part[1])
+        return ltr, rtl
     # Neither rows nor columns separate these boxes (they overlap): centre y, then x.
-    sign = -1.0 if rtl else 1.0
-    return sorted(
-        idx,
-        key=lambda i: (
-            (spans[i][1] + spans[i][3]) / 2,
-            sign * (spans[i][0] + spans[i][2]) / 2,
-            i,
-        ),
+    centres = {i: ((spans[i][1] + spans[i][3]) / 2, (spans[i][0] + spans[i][2]) / 2) for i in idx}
+    return (
+        sorted(idx, key=lambda i: (centres[i][0], centres[i][1], i)),
+        sorted(idx, key=lambda i: (centres[i][0], -centres[i][1], i)),
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dataspec import reading_order
+from dataspec import reading_orders
 from dataspec.normalize import PanelRecord
 
 from .geometry import shares
@@ -27,19 +27,23 @@ order (else anywhere on the page: the order of small boxes among panels can slip
 _LOG_LOCAL, _LOG_WHOLE = math.log(LOCAL), math.log(1 - LOCAL)
 
 
-def gaps(ordered: Sequence[Box], boxes: Sequence[Box], rtl: bool) -> list[list[Box]]:
-    """`boxes` (outside every detection) by gap of the detections' reading order: [g] holds
-    those read after the first g of `ordered` (detections in reading order) and before the
-    next, by the reading order of all the boxes together."""
-    out: list[list[Box]] = [[] for _ in range(len(ordered) + 1)]
-    if boxes:
-        n, seen = len(ordered), 0
-        for k in reading_order([*ordered, *boxes], rtl=rtl):
+def gaps(dets: Sequence[Box], boxes: Sequence[Box]) -> tuple[list[list[Box]], ...]:
+    """`boxes` (outside every detection) by gap of the detections' reading order, left to
+    right and right to left: [g] holds those read after the first g detections and before
+    the next, by the reading order of all the boxes together (detections first on ties, so
+    which detection is which does not matter)."""
+    n = len(dets)
+    out: list[list[list[Box]]] = []
+    for order in reading_orders([*dets, *boxes]) if boxes else ((), ()):
+        by_gap: list[list[Box]] = [[] for _ in range(n + 1)]
+        seen = 0
+        for k in order:
             if k < n:
                 seen += 1
             else:
-                out[seen].append(boxes[k - n])
-    return out
+                by_gap[seen].append(boxes[k - n])
+        out.append(by_gap)
+    return tuple(out)
 
 
 def _log_poisson(k: int, lam: float) -> float:
@@ -304,15 +308,17 @@ def order_problem(
     terms = _Terms(det_text, scores, [a / median for a in areas], lines, model, cast)
     directions: list[tuple[str, list[int], Weights | None]] = []
     holes: list[list[list[Box]]] = []
-    for direction, rtl in (("ltr", False), ("rtl", True)):
-        perm = reading_order(list(dets), rtl=rtl)  # position -> detection index
+    perms = reading_orders(dets)  # position -> detection index, per direction
+    text_gaps = gaps(dets, orphans)
+    char_gaps = gaps(dets, c_boxes) if c_boxes is not None else None
+    for k, direction in enumerate(("ltr", "rtl")):
+        perm = perms[k]
         if directions and perm == directions[0][1]:  # one column: both directions read alike
             directions.append((direction, perm, None))
             holes.append(holes[0])
             continue
-        ordered = [dets[i] for i in perm]
-        holes.append(gaps(ordered, orphans, rtl))
-        c_out = [len(g) for g in gaps(ordered, c_boxes, rtl)] if c_boxes is not None else None
+        holes.append(text_gaps[k])
+        c_out = [len(g) for g in char_gaps[k]] if char_gaps is not None else None
         weights = terms.weights(perm, [len(g) for g in holes[-1]], c_out, prefix)
         directions.append((direction, perm, weights))
     return OrderProblem(_Page(panels, det_text, dets), rtl_prior, tuple(directions), tuple(holes))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from dataspec import reading_order
+from dataspec import reading_orders
 from dataspec.normalize import PanelRecord
 
 from .geometry import _centre_in, _inside, iou
@@ -275,8 +275,7 @@ def _direction_evidence(dets: Sequence[Box], rank: Sequence[float]) -> float:
         return 0.0
     boxes = [dets[i] for i in paired]
     by_vlm = sorted(range(len(paired)), key=lambda n: rank[paired[n]])
-    ltr = _discord(by_vlm, reading_order(boxes))
-    rtl = _discord(by_vlm, reading_order(boxes, rtl=True))
+    ltr, rtl = (_discord(by_vlm, order) for order in reading_orders(boxes))
     return float(ltr - rtl) * ORDER_EVIDENCE
 
 

@@ -14,8 +14,21 @@ from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
 from analyzer.align.geometry import _inside
-from analyzer.align.order import _MODEL, LOCAL, _Model, gaps
+from analyzer.align.order import _MODEL, LOCAL, _Model
 from analyzer.align.types import Alignment, Box, Part, Placement
+
+
+def gaps(ordered: Sequence[Box], boxes: Sequence[Box], rtl: bool) -> list[list[Box]]:
+    """`boxes` by gap of `ordered` (detections in reading order): [g] holds those read
+    after the first g and before the next, by the reading order of all the boxes."""
+    out: list[list[Box]] = [[] for _ in range(len(ordered) + 1)]
+    n, seen = len(ordered), 0
+    for k in reading_order([*ordered, *boxes], rtl=rtl) if boxes else ():
+        if k < n:
+            seen += 1
+        else:
+            out[seen].append(boxes[k - n])
+    return out
 
 
 _STEPS = ((1, 1), (1, 0), (0, 1), (1, 2), (2, 1))
