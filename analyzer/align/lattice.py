@@ -6,8 +6,10 @@ detections and panels: pair, skip a detection, skip a VLM panel, detector merge 
 detection, two panels), VLM merge (two detections, one panel). Forward (log-sum), Viterbi
 (max) and backward run over the anti-diagonals of the grid, every cell of a diagonal and
 every lattice of a batch in one numpy operation: a step always comes from an earlier
-diagonal. Lattices of similar size are solved together (`solve_many`), padded with
-impossible (-inf) steps that change nothing on the real cells.
+diagonal. The sweeps hold the grid skewed (a diagonal per row), so a diagonal and its
+steps' sources are slices rather than gathers. Lattices of similar size are solved
+together (`solve_many`), padded with impossible (-inf) steps that change nothing on the
+real cells.
 """
 
 from __future__ import annotations
@@ -113,49 +115,59 @@ def _solve(ws: Sequence[Weights]) -> list[Solution]:
         if n >= 2:
             weight[4, k, p + 2 : p + n + 1, p + 1 : p + m + 1] = w.vlm_merge
         tail_w[k, :n] = w.tail
-    fwd = np.full(shape, _NEG)
-    best = np.full(shape, _NEG)
-    back = np.full((b, big_n + 1, big_m + 1), -1, dtype=np.int8)
-    fwd[:, p, p] = best[:, p, p] = 0.0
+    # The sweeps run on the skewed layout [:, I + J, I] of padded cell (I, J): a diagonal,
+    # and each step's sources on an earlier one, are then plain slices.
+    rows_all, cols_all = shape[1], shape[2]
+    diag = np.arange(rows_all + cols_all - 1)[:, None]
+    row = np.arange(rows_all)[None, :]
+    w_skew = weight[:, :, row, np.clip(diag - row, 0, cols_all - 1)]  # (5, b, D, I)
+    skew = (b, rows_all + cols_all - 1, rows_all)
+    fwd = np.full(skew, _NEG)
+    best = np.full(skew, _NEG)
+    back = np.full(skew, -1, dtype=np.int8)
+    fwd[:, 2 * p, p] = best[:, 2 * p, p] = 0.0
     for d in range(1, big_n + big_m + 1):
-        rows = np.arange(max(0, d - big_m), min(big_n, d) + 1)
-        ti, tj = rows + p, d - rows + p
-        steps = np.stack(
-            [weight[s][:, ti, tj] for s in range(5)]
-        )  # (5, b, cells): weights of the steps into each cell
-        src_f = np.stack([fwd[:, ti - di, tj - dj] for di, dj in STEPS])
-        src_b = np.stack([best[:, ti - di, tj - dj] for di, dj in STEPS])
-        fwd[:, ti, tj] = _lse(src_f + steps)
+        lo, hi = max(0, d - big_m) + p, min(big_n, d) + p + 1  # the diagonal's rows
+        dd = d + 2 * p
+        steps = w_skew[:, :, dd, lo:hi]  # (5, b, cells): weights of the steps into each cell
+        src_f = np.stack([fwd[:, dd - di - dj, lo - di : hi - di] for di, dj in STEPS])
+        src_b = np.stack([best[:, dd - di - dj, lo - di : hi - di] for di, dj in STEPS])
+        fwd[:, dd, lo:hi] = _lse(src_f + steps)
         cand = src_b + steps
-        best[:, ti, tj] = cand.max(0)
-        back[:, rows, d - rows] = cand.argmax(0)
+        best[:, dd, lo:hi] = cand.max(0)
+        back[:, dd, lo:hi] = cand.argmax(0)
     tail = np.zeros((b, big_n + 1))  # log weight of leaving detections i.. unpaired at the end
     for i in range(big_n - 1, -1, -1):
         tail[:, i] = tail[:, i + 1] + tail_w[:, i]
-    bwd = np.full(shape, _NEG)
+    bwd = np.full(skew, _NEG)
     log_z = np.zeros(b)
     ends: list[list[tuple[int, int]]] = []
     for k, w in enumerate(ws):
         n, m = w.shape
         here = [(n, m)] + ([(i, m) for i in range(n)] if w.prefix else [])
         ends.append(here)
-        values = [float(fwd[k, i + p, j + p] + tail[k, i]) for i, j in here]
+        values = [float(fwd[k, i + j + 2 * p, i + p] + tail[k, i]) for i, j in here]
         top = max(values)
         log_z[k] = top if top == _NEG else top + math.log(sum(math.exp(v - top) for v in values))
         for i, j in here:
-            bwd[k, i + p, j + p] = tail[k, i]
+            bwd[k, i + j + 2 * p, i + p] = tail[k, i]
     for d in range(big_n + big_m, -1, -1):
-        rows = np.arange(max(0, d - big_m), min(big_n, d) + 1)
-        ti, tj = rows + p, d - rows + p
-        terms = [bwd[:, ti, tj]]
-        terms += [bwd[:, ti + di, tj + dj] + weight[s][:, ti + di, tj + dj]
-                  for s, (di, dj) in enumerate(STEPS)]  # fmt: skip
-        bwd[:, ti, tj] = _lse(np.stack(terms))
+        lo, hi = max(0, d - big_m) + p, min(big_n, d) + p + 1
+        dd = d + 2 * p
+        terms = [bwd[:, dd, lo:hi]]
+        for s, (di, dj) in enumerate(STEPS):
+            at = dd + di + dj
+            terms.append(bwd[:, at, lo + di : hi + di] + w_skew[s, :, at, lo + di : hi + di])
+        bwd[:, dd, lo:hi] = _lse(np.stack(terms))
+    # back to the grid [:, I, J] for the posteriors
+    grid_i = np.arange(rows_all)[:, None]
+    grid_d = grid_i + np.arange(cols_all)[None, :]
+    fwd_grid = fwd[:, grid_d, grid_i]
     cells = (slice(None), slice(p, p + big_n + 1), slice(p, p + big_m + 1))
-    after = bwd[cells] - log_z[:, None, None]
+    after = bwd[:, grid_d, grid_i][cells] - log_z[:, None, None]
     post = np.zeros((5, b, big_n + 1, big_m + 1))
     for s, (di, dj) in enumerate(STEPS):
-        src = fwd[:, p - di : p - di + big_n + 1, p - dj : p - dj + big_m + 1]
+        src = fwd_grid[:, p - di : p - di + big_n + 1, p - dj : p - dj + big_m + 1]
         value = src + weight[s][cells] + after
         with np.errstate(invalid="ignore"):
             keep = value > POSTERIOR_FLOOR
@@ -163,12 +175,12 @@ def _solve(ws: Sequence[Weights]) -> list[Solution]:
     out = []
     for k, w in enumerate(ws):
         n, m = w.shape
-        scored = [float(best[k, i + p, j + p] + tail[k, i]) for i, j in ends[k]]
+        scored = [float(best[k, i + j + 2 * p, i + p] + tail[k, i]) for i, j in ends[k]]
         end = ends[k][scored.index(max(scored))]  # the first of the best, as `max` picks
         path: list[tuple[int, int, int]] = []
         i, j = end
         while (i, j) != (0, 0):
-            s = int(back[k, i, j])
+            s = int(back[k, i + j + 2 * p, i + p])
             path.append((s, i, j))
             i, j = i - STEPS[s][0], j - STEPS[s][1]
         path.reverse()
