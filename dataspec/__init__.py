@@ -11,7 +11,7 @@ from .errors import DataSpecError, Note
 from .io import dump, dumps, load, load_with_notes, loads
 from .models import Box, Page, PageSize, Panel, PanelText, Source, UnpairedText
 from .normalize import normalize
-from .order import reading_order, reading_orders
+from .order import reading_order
 from .paths import ImageResolver, discover, windows_to_local
 from .schema import json_schema
 from .version import SPEC_VERSION
@@ -39,6 +39,5 @@ __all__ = [
     "loads",
     "normalize",
     "reading_order",
-    "reading_orders",
     "windows_to_local",
 ]

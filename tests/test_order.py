@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataspec import order as order_module
-from dataspec import reading_order, reading_orders
+from dataspec import reading_order
+from dataspec.order import reading_orders
 
 Box = list[int]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dataspec import reading_orders
 from dataspec.normalize import PanelRecord
+from dataspec.order import reading_orders
 
 from .geometry import shares
 from .lattice import STEPS, Solution, Weights, solve_many

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from dataspec import reading_orders
 from dataspec.normalize import PanelRecord
+from dataspec.order import reading_orders
 
 from .geometry import _centre_in, _inside, iou
 from .types import (
