@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from .errors import DataSpecError, Note
 from .models import Page, extra_holders
@@ -201,14 +201,12 @@ def load_with_notes(
     return mark_truncated(page, notes), notes
 
 
-_DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE
-
-
 def dumps(page: Page) -> bytes:
-    """The page's canonical file bytes: compact UTF-8 JSON on one line, field order fixed."""
+    """The page's canonical file bytes: compact UTF-8 JSON on one line, field order fixed
+    (`to_json_dict` written straight to JSON by pydantic's serializer, without the dict)."""
     try:
-        return orjson.dumps(page.to_json_dict(), option=_DUMP_OPTIONS)
-    except (TypeError, orjson.JSONEncodeError) as exc:
+        return page.__pydantic_serializer__.to_json(page) + b"\n"
+    except PydanticSerializationError as exc:
         raise DataSpecError(f"page cannot be written as JSON: {exc}") from exc
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,6 +72,8 @@ def check(value: Any, **kwargs: Any) -> None:
     assert isinstance(page, dataspec.Page)
     assert all(isinstance(n, dataspec.Note) for n in notes)
     data = dataspec.dumps(page)
+    # the file is the JSON of `to_json_dict`, byte for byte (floats, escapes, key order)
+    assert data == orjson.dumps(page.to_json_dict(), option=orjson.OPT_APPEND_NEWLINE)
     again = dataspec.loads(data)
     assert again == page
     assert dataspec.dumps(again) == data
