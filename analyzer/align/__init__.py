@@ -12,7 +12,7 @@ Two methods, chosen by the evidence a page has (`align`, below), each in its own
   Confidence of a pair: its IoU against the runner-up either side could have had.
 - `order` (no VLM boxes, as in the 1.1M old-schema files): a monotone alignment of the
   detections (reading order, left-to-right or right-to-left) to the VLM panels (their
-  order), solved exactly by dynamic programming over a pair-HMM (`_Model`): a step pairs
+  order), solved exactly by dynamic programming over a pair-HMM (`hmm.Model`): a step pairs
   one with one, skips a detection (spurious, or omitted by the VLM), skips a VLM panel
   (missed by the detector), pairs one detection with two VLM panels (detector merge) or
   two detections with one VLM panel (VLM merge). Evidence per step: the detector's own
@@ -29,7 +29,8 @@ The page's confidence is its least confident pair. What is kept is the caller's 
 a VLM panel placed nowhere keeps its text on the page (`unplaced`).
 
 The types and thresholds both methods share are in `types.py`, box geometry in
-`geometry.py`; every public name is importable from `analyzer.align`.
+`geometry.py`, the pair-HMM's rates and step weights in `hmm.py`, its batched solve in
+`lattice.py`; every public name is importable from `analyzer.align`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from collections.abc import Sequence
 from dataspec.normalize import PanelRecord
 
 from .geometry import centre_split, iou, lettered, text_counts
-from .order import _MODEL, OrderProblem, order_problem, solve_order
+from .hmm import MODEL
+from .order import OrderProblem, order_problem, solve_order
 from .overlap import _overlap, assign
 from .types import CONTAIN, METHODS, MIN_IOU, RTL_PRIOR, Alignment, Box, Part, Placement
 from .types import CREDIBLE_SCORE as CREDIBLE_SCORE
@@ -126,7 +128,7 @@ def prepare(
         det_text,
         orphans,
         truncated,
-        _MODEL,
+        MODEL,
         prior,
         text_boxes is not None,
         det_chars,

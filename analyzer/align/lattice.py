@@ -15,8 +15,9 @@ real cells.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -24,7 +25,7 @@ STEPS = ((1, 1), (1, 0), (0, 1), (1, 2), (2, 1))
 """(detections, VLM panels) one step takes: pair, skip det, skip VLM, det merge, VLM merge."""
 POSTERIOR_FLOOR = -20.0
 """A step's log posterior below this is 0 (under 2e-9: it adds nothing to a confidence)."""
-_PAD = 2
+PAD = 2
 """Cell (i, j) sits at [i + 2, j + 2] of the padded arrays: a step's source may lie at
 i - 2 or j - 2, and its target at n + 2 or m + 2, both -inf."""
 _BUCKET = 4
@@ -35,29 +36,28 @@ _BATCH = 128
 _NEG = -math.inf
 
 
-@dataclass(frozen=True)
-class Weights:
-    """One lattice's log step weights (n detections, m VLM panels)."""
-
-    pair: np.ndarray
-    """(n, m): detection i paired with panel j."""
-    lone: np.ndarray
-    """(n,): detection i paired with nothing."""
-    skip_vlm: np.ndarray
-    """(n + 1, m): panel j on no detection (a missed panel), after the first i detections."""
-    det_merge: np.ndarray
-    """(n, m - 1): detection i holds panels j and j + 1."""
-    vlm_merge: np.ndarray
-    """(n - 1, m): detections i and i + 1 share panel j."""
-    tail: np.ndarray
-    """(n,): detection i left over after a cut-short reply's last panel."""
-    prefix: bool
-    """The reply was cut short: it may end with detections to spare (`tail`)."""
+class Lattice(Protocol):
+    """What the solver needs of a lattice besides its weights (`Build` makes those)."""
 
     @property
     def shape(self) -> tuple[int, int]:
-        """(n, m)."""
-        return (len(self.lone), self.skip_vlm.shape[1])
+        """(n detections, m VLM panels)."""
+        ...
+
+    @property
+    def prefix(self) -> bool:
+        """The reply was cut short: it may end with detections to spare (their `tail`)."""
+        ...
+
+
+L = TypeVar("L", bound=Lattice)
+Build = Callable[[Sequence[L]], tuple[np.ndarray, np.ndarray]]
+"""A batch's log step weights from its lattices: `weight` (5, b, big_n + 2 * PAD + 1,
+big_m + 2 * PAD + 1), `weight[s][k, i + PAD, j + PAD]` the step of kind s ending at (i, j)
+of lattice k, -inf where there is none (outside the lattice, and at its edges: a pair needs
+i, j >= 1, a skip of a detection i >= 1, of a panel j >= 1, a detector merge j >= 2, a VLM
+merge i >= 2); and `tail` (b, big_n), the log weight of leaving detection i unpaired after
+the reply's last panel (read when `prefix`)."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ class Solution:
     """The most probable path's steps (s, i, j), in order."""
 
 
-def solve_many(lattices: Sequence[Weights]) -> list[Solution]:
-    """Every lattice solved, in the order given."""
+def solve_many(lattices: Sequence[L], build: Build[L]) -> list[Solution]:
+    """Every lattice solved, in the order given; `build` makes each batch's weights."""
     out: list[Solution | None] = [None] * len(lattices)
     groups: dict[tuple[int, int], list[int]] = {}
     for k, w in enumerate(lattices):
@@ -82,8 +82,11 @@ def solve_many(lattices: Sequence[Weights]) -> list[Solution]:
         groups.setdefault((-(-n // _BUCKET), -(-m // _BUCKET)), []).append(k)
     for members in groups.values():
         for at in range(0, len(members), _BATCH):
-            batch = members[at : at + _BATCH]
-            for k, solution in zip(batch, _solve([lattices[k] for k in batch]), strict=True):
+            batch = [lattices[k] for k in members[at : at + _BATCH]]
+            weight, tail_w = build(batch)
+            for k, solution in zip(
+                members[at : at + _BATCH], _solve(batch, weight, tail_w), strict=True
+            ):
                 out[k] = solution
     return [s for s in out if s is not None]
 
@@ -97,24 +100,12 @@ def _lse(stack: np.ndarray) -> np.ndarray:
     return np.where(top > _NEG, safe + total, _NEG)
 
 
-def _solve(ws: Sequence[Weights]) -> list[Solution]:
+def _solve(ws: Sequence[Lattice], weight: np.ndarray, tail_w: np.ndarray) -> list[Solution]:
     b = len(ws)
     big_n = max(w.shape[0] for w in ws)
     big_m = max(w.shape[1] for w in ws)
-    shape = (b, big_n + 2 * _PAD + 1, big_m + 2 * _PAD + 1)
-    p = _PAD
-    weight = np.full((5, *shape), _NEG)  # weight[s][:, i + p, j + p]: step s into (i, j)
-    tail_w = np.zeros((b, big_n))
-    for k, w in enumerate(ws):
-        n, m = w.shape
-        weight[0, k, p + 1 : p + n + 1, p + 1 : p + m + 1] = w.pair
-        weight[1, k, p + 1 : p + n + 1, p : p + m + 1] = w.lone[:, None]
-        weight[2, k, p : p + n + 1, p + 1 : p + m + 1] = w.skip_vlm
-        if m >= 2:
-            weight[3, k, p + 1 : p + n + 1, p + 2 : p + m + 1] = w.det_merge
-        if n >= 2:
-            weight[4, k, p + 2 : p + n + 1, p + 1 : p + m + 1] = w.vlm_merge
-        tail_w[k, :n] = w.tail
+    shape = (b, big_n + 2 * PAD + 1, big_m + 2 * PAD + 1)
+    p = PAD
     # The sweeps run on the skewed layout [:, I + J, I] of padded cell (I, J): a diagonal,
     # and each step's sources on an earlier one, are then plain slices.
     rows_all, cols_all = shape[1], shape[2]

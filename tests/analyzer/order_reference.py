@@ -14,7 +14,7 @@ from dataspec import reading_order
 from dataspec.normalize import PanelRecord
 
 from analyzer.align.geometry import _inside
-from analyzer.align.order import _MODEL, LOCAL, _Model
+from analyzer.align.hmm import LOCAL, MODEL as _MODEL, Model as _Model
 from analyzer.align.types import Alignment, Box, Part, Placement
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from analyzer.align import Alignment, align_many, prepare
 from analyzer.align.geometry import centre_split, lettered
-from analyzer.align.lattice import Weights, solve_many
-from analyzer.align.order import _MODEL, _Terms
+from analyzer.align.hmm import MODEL, Direction, Terms, step_weights
+from analyzer.align.lattice import solve_many
 from dataspec import PanelText
 from dataspec.models import Character, TextItem
 from dataspec.normalize import PanelRecord
@@ -122,10 +122,10 @@ def _lattice(
     orphans: list[int],
     prefix: bool,
     cast: tuple[list[int], list[int], list[int]] | None,
-) -> Weights:
+) -> Direction:
     """The lattice of one reading direction, every input already in that order."""
-    terms = _Terms(t, score, area, lines, _MODEL, cast[:2] if cast is not None else None)
-    return terms.weights(range(len(t)), orphans, cast[2] if cast is not None else None, prefix)
+    terms = Terms(t, score, area, lines, MODEL, cast[:2] if cast is not None else None)
+    return terms.lattice(range(len(t)), orphans, cast[2] if cast is not None else None, prefix)
 
 
 def test_lattice_posteriors_and_paths_equal_the_reference() -> None:
@@ -150,7 +150,7 @@ def test_lattice_posteriors_and_paths_equal_the_reference() -> None:
         )
         lattices.append(_lattice(t, score, area, lines, orphans, prefix, cast))
         refs.append(ref._Lattice(t, score, area, lines, orphans, prefix, ref._MODEL, cast))
-    for sol, lattice in zip(solve_many(lattices), refs, strict=True):
+    for sol, lattice in zip(solve_many(lattices, step_weights), refs, strict=True):
         log_z, post, path = lattice.solve()
         assert sol.log_z == pytest.approx(log_z, abs=1e-9)
         assert sol.path == path
