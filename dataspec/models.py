@@ -191,11 +191,12 @@ class Panel(BaseModel):
         """False when the panel's text is unknown (`text_known: false`), else True."""
         return self.text_known is not False
 
-    def extra_boxes(self) -> list[tuple[str, Box]]:
-        """(JSON path below the panel, box) of every box besides `panel_coords`."""
-        out: list[tuple[str, Box]] = [
-            (f"character_coords[{i}]", b) for i, b in enumerate(self.character_coords or ())
-        ]
+    def box_outside(self, width: int, height: int) -> tuple[str, Box] | None:
+        """(JSON path below the panel, box) of the first box besides `panel_coords` that
+        reaches past a `width` x `height` page, else None."""
+        for i, (x, y, w, h) in enumerate(self.character_coords or ()):
+            if x + w > width or y + h > height:
+                return f"character_coords[{i}]", (x, y, w, h)
         groups: tuple[tuple[str, Sequence[TextItem | Character | Face] | None], ...] = (
             ("text_items", self.text_items),
             ("characters", self.characters),
@@ -203,9 +204,10 @@ class Panel(BaseModel):
         )
         for name, items in groups:
             for i, item in enumerate(items or ()):
-                if item.box is not None:
-                    out.append((f"{name}[{i}].box", item.box))
-        return out
+                box = item.box
+                if box is not None and (box[0] + box[2] > width or box[1] + box[3] > height):
+                    return f"{name}[{i}].box", box
+        return None
 
 
 class UnpairedText(BaseModel):
@@ -334,13 +336,11 @@ class Page(BaseModel):
                 raise ValueError(f"panels[{i}]: text_known is false but the panel has text")
             if panel.text_items is not None:
                 _check_items(panel.text, panel.text_items, f"panels[{i}]")
-            if size is not None:
-                for where, (x, y, w, h) in panel.extra_boxes():
-                    if x + w > width or y + h > height:
-                        raise ValueError(
-                            f"panels[{i}].{where}: box {[x, y, w, h]} lies outside "
-                            f"the page {width}x{height}"
-                        )
+            if size is not None and (outside := panel.box_outside(width, height)) is not None:
+                where, box = outside
+                raise ValueError(
+                    f"panels[{i}].{where}: box {list(box)} lies outside the page {width}x{height}"
+                )
         return self
 
     def boxes(self) -> list[tuple[int, int, int, int]]:

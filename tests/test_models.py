@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,27 @@ def test_page_order_falls_back_to_layout(canonical: dict[str, Any]) -> None:
     del canonical["reading_order"]
     assert dataspec.loads(orjson.dumps(canonical)).order() == [0, 1]
     assert dataspec.loads(orjson.dumps(canonical)).order(rtl=True) == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("character_coords", [[0, 0, 5, 5], [90, 0, 20, 5]], "character_coords[1]"),
+        ("characters", [{"name": "A", "box": [0, 95, 5, 10]}], "characters[0].box"),
+        ("faces", [{"character": "A"}, {"character": "B", "box": [99, 0, 2, 2]}], "faces[1].box"),
+    ],
+)
+def test_a_box_past_the_page_is_named_by_its_path(field: str, value: Any, where: str) -> None:
+    """The first box besides panel_coords that reaches past the page is named in the error,
+    with its path and box; boxes inside it pass."""
+    page = {
+        "page_image_path": "a.jpg",
+        "page_size": {"width": 100, "height": 100},
+        "panels": [{"panel_coords": [0, 0, 100, 100], field: value}],
+    }
+    box = [b for b in (v.get("box") if isinstance(v, dict) else v for v in value) if b][-1]
+    message = f"panels[0].{where}: box {box} lies outside the page 100x100"
+    with pytest.raises(dataspec.DataSpecError, match=re.escape(message)):
+        dataspec.loads(orjson.dumps(page))
+    page["page_size"] = {"width": 200, "height": 200}
+    assert dataspec.loads(orjson.dumps(page)).panels[0].box_outside(200, 200) is None
