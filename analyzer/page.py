@@ -179,7 +179,7 @@ def _resolve(resolver: ImageResolver, task: Task, problems: list[Problem]) -> st
     )
     for image_path, json_path, how in tries:  # the same checks for each
         try:
-            found = str(resolver.resolve(image_path, json_path))
+            found = resolver.find(image_path, json_path)  # `resolve` without the Path
         except DataSpecError:
             continue
         why = _not_this_page(task, found)
