@@ -305,7 +305,7 @@ class Page(BaseModel):
             raise ValueError("reading_order_source is set but there is no reading_order")
         for k, item in enumerate(self.unpaired_text or ()):
             if item.text_items is not None:
-                _check_items(item.text, item.text_items, f"unpaired_text[{k}]")
+                _check_items(item.text, item.text_items, "unpaired_text", k)
                 if size is not None:
                     for j, t in enumerate(item.text_items):
                         if t.box is not None and not _fits(t.box, size):
@@ -335,7 +335,7 @@ class Page(BaseModel):
             ):
                 raise ValueError(f"panels[{i}]: text_known is false but the panel has text")
             if panel.text_items is not None:
-                _check_items(panel.text, panel.text_items, f"panels[{i}]")
+                _check_items(panel.text, panel.text_items, "panels", i)
             if size is not None and (outside := panel.box_outside(width, height)) is not None:
                 where, box = outside
                 raise ValueError(
@@ -364,10 +364,14 @@ def _fits(box: tuple[int, int, int, int], size: PageSize) -> bool:
     return box[0] + box[2] <= size.width and box[1] + box[3] <= size.height
 
 
-def _check_items(text: PanelText, items: Sequence[TextItem], where: str) -> None:
+def _check_items(text: PanelText, items: Sequence[TextItem], where: str, at: int) -> None:
+    """Raise unless `text` is exactly the texts of `items` by kind (`where[at]` names it)."""
+    by_kind: dict[str, list[str]] = {kind: [] for kind in TEXT_KINDS}
+    for t in items:  # one pass (the strict loader's hot path)
+        by_kind[t.kind].append(t.text)
     for kind in TEXT_KINDS:
-        if [t.text for t in items if t.kind == kind] != getattr(text, kind):
-            raise ValueError(f"{where}: text.{kind} is not the text_items of kind {kind!r}")
+        if by_kind[kind] != getattr(text, kind):
+            raise ValueError(f"{where}[{at}]: text.{kind} is not the text_items of kind {kind!r}")
 
 
 def extra_holders(page: Page) -> list[tuple[str, BaseModel]]:

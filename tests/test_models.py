@@ -200,3 +200,33 @@ def test_a_box_past_the_page_is_named_by_its_path(field: str, value: Any, where:
         dataspec.loads(orjson.dumps(page))
     page["page_size"] = {"width": 200, "height": 200}
     assert dataspec.loads(orjson.dumps(page)).panels[0].box_outside(200, 200) is None
+
+
+def test_text_must_be_the_text_items_by_kind() -> None:
+    """`text` is exactly the texts of `text_items`, kind by kind and in order, on panels and
+    on unpaired text; the error names where and which kind."""
+    items = [
+        {"text": "Run!", "kind": "dialogue"},
+        {"text": "Later.", "kind": "narration"},
+        {"text": "Now!", "kind": "dialogue"},
+    ]
+    good = {"dialogue": ["Run!", "Now!"], "narration": ["Later."]}
+    page: dict[str, Any] = {
+        "page_image_path": "a.jpg",
+        "panels": [
+            {"panel_coords": [0, 0, 5, 5]},
+            {"panel_coords": [5, 0, 5, 5], "text": good, "text_items": items},
+        ],
+        "unpaired_text": [{"vlm_panel": 2, "text": good, "text_items": items}],
+    }
+    assert dataspec.loads(orjson.dumps(page)).panels[1].text.dialogue == ["Run!", "Now!"]
+    for where, key in (("panels[1]", "panels"), ("unpaired_text[0]", "unpaired_text")):
+        bad = copy.deepcopy(page)
+        target = bad[key][-1 if key == "panels" else 0]
+        target["text"] = {"dialogue": ["Now!", "Run!"], "narration": ["Later."]}
+        message = f"{where}: text.dialogue is not the text_items of kind 'dialogue'"
+        with pytest.raises(dataspec.DataSpecError, match=re.escape(message)):
+            dataspec.loads(orjson.dumps(bad))
+        target["text"] = {"dialogue": ["Run!", "Now!"]}
+        with pytest.raises(dataspec.DataSpecError, match=re.escape("text.narration is not")):
+            dataspec.loads(orjson.dumps(bad))
