@@ -87,12 +87,14 @@ def loads(data: bytes | str, *, file: PathLike | None = None) -> Page:
 def _check_json_safe(page: Page, file: PathLike | None) -> None:
     """Reject unknown keys holding NaN/Infinity or integers beyond 64 bits (not portable JSON).
 
-    The known fields are checked by the models; only unknown keys need this walk.
+    The known fields are checked by the models; only unknown keys need this walk, and only
+    a page with some part that may hold them needs it at all.
     """
     if not (
         page.__pydantic_extra__
         or (page.source is not None and page.source.__pydantic_extra__)
         or (page.page_size is not None and page.page_size.__pydantic_extra__)
+        or page.unpaired_text
         or any(
             p.__pydantic_extra__
             or p.text.__pydantic_extra__
@@ -104,31 +106,39 @@ def _check_json_safe(page: Page, file: PathLike | None) -> None:
     ):
         return
     for where, model in extra_holders(page):
-        if model.__pydantic_extra__:
-            found = _unsafe_value(model.__pydantic_extra__, where)
-            if found is not None:
-                raise DataSpecError(
-                    "NaN, Infinity or an integer beyond 64 bits is not portable JSON",
-                    file=file,
-                    where=found,
-                )
+        found = _unsafe_value(model.__pydantic_extra__, where)
+        if found is not None:
+            raise DataSpecError(
+                "NaN, Infinity or an integer beyond 64 bits is not portable JSON",
+                file=file,
+                where=found,
+            )
 
 
 def _unsafe_value(value: Any, where: str) -> str | None:
+    """The JSON path (below `where`) of the first NaN, Infinity or integer beyond 64 bits in
+    `value`, else None; a path is formatted only for a container or the value found."""
+    if not _unsafe_number(value):
+        if isinstance(value, dict):
+            pairs: Any = value.items()
+            pattern = "{}.{}"
+        elif isinstance(value, list):
+            pairs, pattern = enumerate(value), "{}[{}]"
+        else:
+            return None
+        for key, item in pairs:
+            if isinstance(item, dict | list) or _unsafe_number(item):
+                found = _unsafe_value(item, pattern.format(where, key))
+                if found is not None:
+                    return found
+        return None
+    return where
+
+
+def _unsafe_number(value: Any) -> bool:
     if isinstance(value, float):
-        return None if math.isfinite(value) else where
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if -_INT64 <= value < _INT64 else where
-    items: Any = ()
-    if isinstance(value, dict):
-        items = ((f"{where}.{k}", v) for k, v in value.items())
-    elif isinstance(value, list):
-        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
-    for here, item in items:
-        found = _unsafe_value(item, here)
-        if found is not None:
-            return found
-    return None
+        return not math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64
 
 
 def load(

@@ -375,24 +375,35 @@ def _check_items(text: PanelText, items: Sequence[TextItem], where: str, at: int
 
 
 def extra_holders(page: Page) -> list[tuple[str, BaseModel]]:
-    """(JSON path, model) for every part of a page that may carry unknown keys."""
-    parts: list[tuple[str, BaseModel]] = [("$", page)]
-    if page.page_size is not None:
+    """(JSON path, model) for every part of a page that carries unknown keys, in document
+    order (the paths are formatted for those only: the strict loader asks every page)."""
+    parts: list[tuple[str, BaseModel]] = [("$", page)] if page.__pydantic_extra__ else []
+    if page.page_size is not None and page.page_size.__pydantic_extra__:
         parts.append(("$.page_size", page.page_size))
-    if page.source is not None:
+    if page.source is not None and page.source.__pydantic_extra__:
         parts.append(("$.source", page.source))
     for i, panel in enumerate(page.panels):
-        parts.extend(((f"$.panels[{i}]", panel), (f"$.panels[{i}].text", panel.text)))
-        for name in ("text_items", "characters", "faces"):
-            items: list[BaseModel] = getattr(panel, name) or []
-            parts.extend((f"$.panels[{i}].{name}[{j}]", item) for j, item in enumerate(items))
-    for k, unpaired in enumerate(page.unpaired_text or ()):
-        parts.append((f"$.unpaired_text[{k}]", unpaired))
-        parts.append((f"$.unpaired_text[{k}].text", unpaired.text))
-        parts.extend(
-            (f"$.unpaired_text[{k}].text_items[{j}]", item)
-            for j, item in enumerate(unpaired.text_items or ())
+        if panel.__pydantic_extra__:
+            parts.append((f"$.panels[{i}]", panel))
+        if panel.text.__pydantic_extra__:
+            parts.append((f"$.panels[{i}].text", panel.text))
+        groups: tuple[tuple[str, Sequence[BaseModel] | None], ...] = (
+            ("text_items", panel.text_items),
+            ("characters", panel.characters),
+            ("faces", panel.faces),
         )
+        for name, items in groups:
+            for j, item in enumerate(items or ()):
+                if item.__pydantic_extra__:
+                    parts.append((f"$.panels[{i}].{name}[{j}]", item))
+    for k, unpaired in enumerate(page.unpaired_text or ()):
+        if unpaired.__pydantic_extra__:
+            parts.append((f"$.unpaired_text[{k}]", unpaired))
+        if unpaired.text.__pydantic_extra__:
+            parts.append((f"$.unpaired_text[{k}].text", unpaired.text))
+        for j, item in enumerate(unpaired.text_items or ()):
+            if item.__pydantic_extra__:
+                parts.append((f"$.unpaired_text[{k}].text_items[{j}]", item))
     return parts
 
 
@@ -401,6 +412,6 @@ def unknown_keys(page: Page) -> list[str]:
     return [
         f"{where}.{key}"
         for where, model in extra_holders(page)
-        if model.__pydantic_extra__ and not isinstance(model, Source)
-        for key in model.__pydantic_extra__
+        if not isinstance(model, Source)
+        for key in model.__pydantic_extra__ or ()
     ]

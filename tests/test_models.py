@@ -230,3 +230,28 @@ def test_text_must_be_the_text_items_by_kind() -> None:
         target["text"] = {"dialogue": ["Run!", "Now!"]}
         with pytest.raises(dataspec.DataSpecError, match=re.escape("text.narration is not")):
             dataspec.loads(orjson.dumps(bad))
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ('"panels": [{"panel_coords": [0, 0, 5, 5], "x": [1, {"y": 99999999999999999999}]}]',
+         "$.panels[0].x[1].y"),
+        ('"panels": [{"panel_coords": [0, 0, 5, 5], "faces": [{"character": "A"}, '
+         '{"character": "B", "n": -99999999999999999999}]}]', "$.panels[0].faces[1].n"),
+        ('"panels": [], "unpaired_text": [{"vlm_panel": 0, "text": {"dialogue": ["a"]}, '
+         '"text_items": [{"text": "a", "kind": "dialogue", "k": [18446744073709551616]}]}]',
+         "$.unpaired_text[0].text_items[0].k[0]"),
+    ],
+)  # fmt: skip
+def test_unknown_keys_with_integers_beyond_64_bits_are_refused_by_path(
+    extra: str, where: str
+) -> None:
+    """An integer no 64-bit reader can hold, at any depth of an unknown key, is refused with
+    its JSON path; the same page with a 64-bit integer there loads."""
+    raw = f'{{"page_image_path": "a.jpg", "schema_version": "0.3", {extra}}}'
+    with pytest.raises(dataspec.DataSpecError, match="not portable JSON") as info:
+        dataspec.loads(raw)
+    assert info.value.where == where
+    fine = re.sub(r"-?\d{19,}", "9223372036854775807", raw)
+    assert dataspec.loads(fine).page_image_path == "a.jpg"
