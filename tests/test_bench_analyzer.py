@@ -187,3 +187,20 @@ def test_an_emission_that_wrote_nothing_ends_the_benchmark(tmp_path: Path) -> No
     (tmp_path / "skips.csv").write_text("reason\nzero_pairs\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="0 pages listed"):
         ba._facts(tmp_path / "a.csv", tmp_path / "list.txt", tmp_path / "skips.csv", 1)
+
+
+def test_earlier_outputs_are_set_aside_then_deleted_after_the_measuring(tmp_path: Path) -> None:
+    """A run's folder starts new and empty: what an earlier run (or an interrupted
+    benchmark) left is moved aside unread, and deleted only once the measuring is over."""
+    out = tmp_path / "out" / "emit"
+    (out / "ds").mkdir(parents=True)
+    (out / "ds" / "old.json").write_text("{}", encoding="utf-8")
+    left = tmp_path / "out" / ".stale-emit-1"  # an interrupted benchmark's
+    left.mkdir()
+    cmd = [sys.executable, "-c", "import os, sys; print(os.listdir(sys.argv[1]))", str(out)]
+    got = ba.run("lister", cmd, out)
+    assert got.wall > 0 and out.with_suffix(".log").read_text(encoding="utf-8").strip() == "[]"
+    aside = sorted(p.name for p in (tmp_path / "out").glob(".stale-emit-*"))
+    assert len(aside) == 2 and ".stale-emit-1" in aside  # nothing deleted while measuring
+    ba._clear_stale()
+    assert not list((tmp_path / "out").glob(".stale-*")) and out.is_dir()
