@@ -232,7 +232,7 @@ def _unusable_entry(resolver: ImageResolver, image_path: str) -> tuple[str, str]
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """The cyclic garbage collector off for a while (back as it was after): a chunk's pages
     make many objects that live until it ends and next to no cycles, so collecting while
     they pile up only costs time (about a tenth of a worker's)."""
@@ -247,7 +247,7 @@ def _collector_paused() -> Iterator[None]:
 
 def process_chunk(chunk: Chunk) -> list[PageResult]:
     """Results of a chunk's pages, in order (needs `init_worker` first)."""
-    with _collector_paused():
+    with collector_paused():
         return _process(chunk)
 
 

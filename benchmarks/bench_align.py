@@ -28,16 +28,16 @@ by true panel count, then align's cost over the baseline's and its share of read
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from analyzer.align import align, align_many, prepare
+from analyzer.page import collector_paused
 from dataspec import reading_order
 from dataspec.errors import Note
 from dataspec.normalize import PanelRecord, read_panels
@@ -343,25 +343,13 @@ def _per_page(fn: Callable[[Case], object], cases: list[Case], repeats: int) -> 
     best = [float("inf")] * len(cases)
     clock = time.perf_counter_ns
     for _ in range(repeats):
-        with _paused():
+        gc.collect()
+        with collector_paused():  # as the analyzer's workers run a chunk
             for n, case in enumerate(cases):
                 start = clock()
                 fn(case)
                 best[n] = min(best[n], (clock() - start) / 1000)
     return best
-
-
-@contextlib.contextmanager
-def _paused() -> Iterator[None]:
-    """A pass with the cyclic collector off, as the analyzer's workers run a chunk
-    (`analyzer.page.process_chunk`): collections over this process's many live cases
-    would otherwise weigh on every pass (about a third of the batched time)."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _stats(values: list[float]) -> tuple[float, float, float, float]:
@@ -394,13 +382,14 @@ CHUNK = 400
 
 def _batched(cases: list[Case], schema: str, repeats: int) -> float:
     """Mean µs per page of aligning `cases` in batches of `CHUNK`, best of `repeats`."""
-    best = float("inf")
+    best, old = float("inf"), schema == "old"
     for _ in range(repeats):
-        with _paused():
+        gc.collect()
+        with collector_paused():
             start = time.perf_counter()
             for lo in range(0, len(cases), CHUNK):
                 batch = cases[lo : lo + CHUNK]
-                vlm = [c.old if schema == "old" else c.prod for c in batch]
+                vlm = [c.old if old else c.prod for c in batch]
                 align_many(
                     [
                         prepare(c.dets, c.scores, v, c.text_boxes)
