@@ -170,15 +170,16 @@ class Terms:
         self.size = max(2 * max(self.tt), 2 * max(lines))
         self.area = [model.area(a, True) for a in rel_area]
         skip_det = model.log_steps()[1]
-        lone = [skip_det + model.lone_det(x) for x in t]
         tail = [model.lone_det(x) for x in t]
+        lone = [skip_det + v for v in tail]
         self.cast: tuple[list[int], list[int], int] | None = None
         if cast is not None:  # without one, every character term is 0 and is left out
             c, named = cast
             size = max(2 * max(c), 2 * max(named))
             self.cast = ([min(x, CAP) for x in c], [min(x, CAP) for x in named], size)
-            lone = [v + model.lone_chars(c[i]) for i, v in enumerate(lone)]
-            tail = [v + model.lone_chars(c[i]) for i, v in enumerate(tail)]
+            figures = [model.lone_chars(x) for x in c]
+            lone = [v + f for v, f in zip(lone, figures, strict=True)]
+            tail = [v + f for v, f in zip(tail, figures, strict=True)]
         self.lone = [v + model.score(score[i]) for i, v in enumerate(lone)]
         self.tail = tail
 

@@ -104,11 +104,10 @@ def _solve(ws: Sequence[Lattice], weight: np.ndarray, tail_w: np.ndarray) -> lis
     b = len(ws)
     big_n = max(w.shape[0] for w in ws)
     big_m = max(w.shape[1] for w in ws)
-    shape = (b, big_n + 2 * PAD + 1, big_m + 2 * PAD + 1)
     p = PAD
     # The sweeps run on the skewed layout [:, I + J, I] of padded cell (I, J): a diagonal,
     # and each step's sources on an earlier one, are then plain slices.
-    rows_all, cols_all = shape[1], shape[2]
+    rows_all, cols_all = weight.shape[2:]  # big_n + 2 * PAD + 1, big_m + 2 * PAD + 1
     diag = np.arange(rows_all + cols_all - 1)[:, None]
     row = np.arange(rows_all)[None, :]
     w_skew = weight[:, :, row, np.clip(diag - row, 0, cols_all - 1)]  # (5, b, D, I)
