@@ -87,24 +87,9 @@ def loads(data: bytes | str, *, file: PathLike | None = None) -> Page:
 def _check_json_safe(page: Page, file: PathLike | None) -> None:
     """Reject unknown keys holding NaN/Infinity or integers beyond 64 bits (not portable JSON).
 
-    The known fields are checked by the models; only unknown keys need this walk, and only
-    a page with some part that may hold them needs it at all.
+    The known fields are checked by the models; only unknown keys need this walk
+    (`extra_holders`, which lists only the parts that hold some).
     """
-    if not (
-        page.__pydantic_extra__
-        or (page.source is not None and page.source.__pydantic_extra__)
-        or (page.page_size is not None and page.page_size.__pydantic_extra__)
-        or page.unpaired_text
-        or any(
-            p.__pydantic_extra__
-            or p.text.__pydantic_extra__
-            or p.text_items
-            or p.characters
-            or p.faces
-            for p in page.panels
-        )
-    ):
-        return
     for where, model in extra_holders(page):
         found = _unsafe_value(model.__pydantic_extra__, where)
         if found is not None:

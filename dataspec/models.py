@@ -387,6 +387,8 @@ def extra_holders(page: Page) -> list[tuple[str, BaseModel]]:
             parts.append((f"$.panels[{i}]", panel))
         if panel.text.__pydantic_extra__:
             parts.append((f"$.panels[{i}].text", panel.text))
+        if not (panel.text_items or panel.characters or panel.faces):
+            continue  # most panels of most files: nothing more to look at
         groups: tuple[tuple[str, Sequence[BaseModel] | None], ...] = (
             ("text_items", panel.text_items),
             ("characters", panel.characters),
