@@ -159,6 +159,16 @@ def test_end_to_end(tmp_path: Path) -> None:
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(what + " "))
         assert line.rstrip().endswith(("PASS", "FAIL"))
     assert "Calibre, 336,881 pages" in out and "all 1,215,620 pages" in out
+    # the contract's own cost: every emitted page validated and written again, unchanged
+    assert f"  {emitted:,} pages validated, serialized, written atomically" in out
+    assert "left of the" in out and "the analyzer spends" in out
+    written = tmp_path / "out" / "emit" / "dataspec_all"
+    again = tmp_path / "out" / "contract"
+    pages = sorted(p.relative_to(written) for p in written.rglob("*.json"))
+    assert len(pages) == emitted and pages == sorted(
+        p.relative_to(again) for p in again.rglob("*") if p.is_file()
+    )
+    assert all((again / p).read_bytes() == (written / p).read_bytes() for p in pages)
 
 
 def test_keep_reuses_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
