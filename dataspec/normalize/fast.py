@@ -7,7 +7,7 @@ text, box_2d}]`, `characters[{name, box_2d}]`, `faces[{character, box_2d}]`) or 
 DataSpec (`panel_coords`, `text`, `text_items`, `score`, `characters`, `faces`,
 `character_coords`, `text_known`). When every panel key is one of those and every value has
 the plain expected type, `read_fast` builds the records directly: the same records and the
-same notes as the general path in `pages` (which stays the reference), for the notes such
+same notes as the general path (`pages`, `panels`: the reference), for the notes such
 documents carry (panel order, unknown labels, unread empty lists, characters from key
 elements; a box that needs a note is handed to `BoxFrame.to_pixels`). For anything else it
 returns None and the general path runs.
@@ -24,13 +24,14 @@ from pydantic import BaseModel
 from ..errors import Note
 from ..models import Character, Face, PanelText, TextItem
 from .boxes import FORMAT_HINT_KEYS, MAX_COORD, BoxFrame, Layout, RawBox
-from .pages import _NORMALIZED_FLAGS, _SIZE_KEYS, _SIZE_PAIRS, PanelRecord, _cast
+from .pages import SIZE_KEYS, SIZE_PAIRS, PanelRecord
+from .panels import NORMALIZED_FLAGS, summary_cast
 from .text import DIALOGUE, NARRATION, SFX, clean_line, clean_str, route_label
 
 __all__ = ["read_fast"]
 
 _FORBIDDEN = frozenset(
-    (*FORMAT_HINT_KEYS, *_NORMALIZED_FLAGS, *_SIZE_KEYS, *(k for p in _SIZE_PAIRS for k in p))
+    (*FORMAT_HINT_KEYS, *NORMALIZED_FLAGS, *SIZE_KEYS, *(k for p in SIZE_PAIRS for k in p))
 ) - {"page_size"}
 """Page keys that change how panels are read (page size, box format, normalized flags)."""
 
@@ -197,7 +198,7 @@ class _Reader:
                     Note("panel_number_order", "panels put in panel_number order", "$.panels")
                 )
                 order = keyed
-        cast = _cast(obj)
+        cast = summary_cast(obj)
         records = [self.panel(index, items[index], cast) for index in order]
         if self.plain and self.unit:
             raise _Bail
@@ -403,7 +404,7 @@ class _Reader:
         return "\n".join(parts) if parts else None
 
     def text_item(self, i: int, entry: tuple[str, str, _Detail | None], where: str) -> TextItem:
-        """`pages._text_items` of one kept line."""
+        """`panels._text_items` of one kept line."""
         bucket, line, detail = entry
         label, speaker, raw = detail if detail is not None else (None, None, _NO_BOX)
         box = self.box(raw, where, ".text_items", i) if raw[0] is not None else None
