@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
+from training.batches import Collate, PagePairBatchSampler
 from training.config import ModelConfig
-from training.data import Collate, PageDataset, PagePairBatchSampler
+from training.data import PageDataset
 from training.distributed import resolve_device
 from training.losses import LossWeights, closure_losses
 from training.model import build_model, sample_mpm_mask

@@ -281,7 +281,8 @@ def inference_loader(
     pages (slots shuffled by `--seed` unless `shuffle_slots` is False)."""
     import torch
 
-    from .data import Collate, PageDataset, PagePairBatchSampler
+    from .batches import Collate, PagePairBatchSampler
+    from .data import PageDataset
 
     rtl = getattr(args, "rtl", None)
     if rtl is not None and rtl != config.rtl:

@@ -38,6 +38,7 @@ import torch
 
 from dataspec.io import atomic_open, atomic_write_bytes
 
+from .batches import Batch, Collate
 from .cli import (
     CONTEXT,
     Args,
@@ -56,7 +57,7 @@ from .cli import (
     source_of,
     source_options,
 )
-from .data import TEXT_STATES, Batch, Collate, PageDataset
+from .data import TEXT_STATES, PageDataset
 from .look import LOOK_DIM
 from .progress import Progress
 from .rundir import write_csv

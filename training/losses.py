@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import Batch
+from .batches import Batch
 
 
 @dataclass(frozen=True)

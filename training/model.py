@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batches import Batch
 from .config import COMPOSITION_FEATURES, ModelConfig
-from .data import MODALITIES, TEXT_PRESENT, TEXT_UNKNOWN, Batch
+from .data import MODALITIES, TEXT_PRESENT, TEXT_UNKNOWN
 
 N_COMP = len(COMPOSITION_FEATURES)
 N_PAIR = 2 * N_COMP + 8

@@ -37,7 +37,8 @@ import torch
 import dataspec
 from dataspec.paths import is_windows_path, split_roots, windows_to_local
 
-from .data import Batch, PageDataset, PageError, PageMeta
+from .batches import Batch
+from .data import PageDataset, PageError, PageMeta
 
 Box = tuple[float, float, float, float]
 

@@ -145,7 +145,8 @@ class Searcher:
     def embed_page(self, json_path: str | Path) -> dict[str, np.ndarray]:
         """`page` (d,) and `states` (P, d) of a page file, embedded by the checkpoint
         (slots in reading order)."""
-        from .data import Collate, PageDataset, SkippedPage
+        from .batches import Collate
+        from .data import PageDataset, SkippedPage
 
         model, config = self.model()
         dataset = PageDataset(
@@ -175,7 +176,7 @@ class Searcher:
     def image_vectors(self, image: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """An image file's (vision-encoder vector, look), read as pages were: the whole
         image as one crop through the vision encoder, and `training.look.page_look`."""
-        from .data import ImageError, read_crops
+        from .crops import ImageError, read_crops
 
         model, config = self.model()
         try:

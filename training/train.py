@@ -41,6 +41,7 @@ import dataspec
 from dataspec.io import atomic_write_bytes
 
 from . import distributed
+from .batches import Batch, Collate, PagePairBatchSampler
 from .checkpoint import (
     load_checkpoint,
     load_model_state,
@@ -62,14 +63,7 @@ from .cli import (
     json_text,
 )
 from .config import ModelConfig
-from .data import (
-    Batch,
-    Collate,
-    PageDataset,
-    PagePairBatchSampler,
-    page_key,
-    split_by_book,
-)
+from .data import PageDataset, page_key, split_by_book
 from .evaluate import evaluate_loader, finalize
 from .losses import LossWeights, closure_losses
 from .model import build_model, sample_mpm_mask

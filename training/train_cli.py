@@ -27,7 +27,8 @@ from .cli import (
     source_options,
 )
 from .config import ModelConfig
-from .data import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_PIXELS, ORDER_LABELS
+from .crops import DEFAULT_MAX_PIXELS
+from .data import DEFAULT_MAX_JSON_BYTES, ORDER_LABELS
 from .losses import LossWeights
 from .trackers import TRACKERS
 

@@ -14,19 +14,16 @@ import torch
 from PIL import Image, ImageFile
 
 import dataspec
+from training.batches import PagePairBatchSampler, collate
 from training.config import ModelConfig
+from training.crops import clamp_box, draft_scale, read_crops
 from training.data import (
     IGNORE,
     PageDataset,
     PageItem,
-    PagePairBatchSampler,
     SkippedPage,
-    clamp_box,
-    collate,
-    draft_scale,
     order_candidates,
     page_key,
-    read_crops,
     split_by_book,
 )
 from training.synthetic import SyntheticCorpus

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import dataspec
+from training.batches import Batch, collate
 from training.checkpoint import (
     ADDED_PARAMETERS,
     load_checkpoint,
@@ -32,10 +33,8 @@ from training.data import (
     TEXT_NONE,
     TEXT_PRESENT,
     TEXT_UNKNOWN,
-    Batch,
     PageDataset,
     PageItem,
-    collate,
     panel_text,
 )
 from training.losses import LossWeights, closure_losses, masked_panel_loss

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from training.batches import Batch, PagePairBatchSampler, collate
 from training.config import ModelConfig
-from training.data import Batch, PageDataset, PagePairBatchSampler, collate
+from training.data import PageDataset
 from training.losses import (
     LossWeights,
     closure_losses,

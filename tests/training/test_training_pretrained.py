@@ -13,8 +13,9 @@ import torch
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from training.batches import collate  # noqa: E402
 from training.config import ModelConfig  # noqa: E402
-from training.data import PageDataset, collate  # noqa: E402
+from training.data import PageDataset  # noqa: E402
 from training.evaluate import main as evaluate_main  # noqa: E402
 from training.losses import LossWeights, closure_losses  # noqa: E402
 from training.model import build_model, sample_mpm_mask  # noqa: E402
