@@ -2,4 +2,18 @@
 
 Documentation: docs/analyzer.md. Command lines: `python -m analyzer`,
 `python -m analyzer.subset`, `python -m analyzer.merge`.
+
+Where each stage lives:
+
+- `cli` (flags) → `run` (load, match, run the chunks, write the outputs)
+- inputs: `coco/` (predictions → one record per image), `vlm` (the VLM JSON index, read
+  through `dataspec.normalize`), `manifest`, `match` (pages ↔ VLM JSONs, tier by tier),
+  `images` (can the page image be used)
+- `pool` (page order, shards, output names, chunks, workers) → `page` (one page in a
+  worker: read, pair, score, emit)
+- per page: `align/` (which VLM panel's text goes on which detection), `score` (the seed's
+  quality score and tiers), `emit` (the DataSpec page), `page_files` (its file name and
+  write)
+- `outputs` (the CSV, lists, skip log), `problems` (bad input met on the way)
+- other tools: `subset`, `merge`, `report/`
 """

@@ -16,15 +16,15 @@ import orjson
 from dataspec.io import atomic_open, atomic_write_bytes
 
 from .coco import CocoPages
-from .emit import (
+from .match import AMBIGUITY_COLUMNS, MatchResult
+from .page import PageResult
+from .page_files import (
     UnsafeOutputError,
     begin_output_run,
     end_output_run,
     inside,
     remove_stale_temps,
 )
-from .match import AMBIGUITY_COLUMNS, MatchResult
-from .page import PageResult
 from .problems import PROBLEM_COLUMNS, Problem, shard_path, write_csv
 
 if TYPE_CHECKING:

@@ -28,18 +28,10 @@ from dataspec.normalize.boxes import MAX_COORD
 from dataspec.paths import ImageResolver
 
 from .align import RTL_PRIOR, Alignment, OrderProblem, align_many, prepare, series_prior
-from .emit import (
-    MIN_CONFIDENCE,
-    Detection,
-    UnsafeOutputError,
-    build_page,
-    detections,
-    inside,
-    text_boxes,
-    write_if_changed,
-)
+from .emit import MIN_CONFIDENCE, Detection, build_page, detections, text_boxes
 from .images import image_problem, regular_file_problem
 from .match import image_key
+from .page_files import UnsafeOutputError, inside, write_if_changed
 from .problems import Problem
 from .score import score_page, subsets_of
 from .vlm import EMPTY_REPLY, TRUNCATED, read_vlm, reply_repairs, vlm_stats

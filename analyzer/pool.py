@@ -19,10 +19,10 @@ import numpy as np
 from dataspec.keys import norm_path
 
 from .coco import CocoPages
-from .emit import begin_output_run, collision_key, end_output_run, output_name
 from .manifest import Manifest
 from .match import MatchResult
 from .page import Chunk, PageResult, Task, WorkerConfig, book_of, init_worker, process_chunk
+from .page_files import begin_output_run, collision_key, end_output_run, output_name
 
 if TYPE_CHECKING:
     from .run import EmitOptions

@@ -32,7 +32,7 @@ from dataspec.io import atomic_open, read_bytes
 from dataspec.keys import norm_path, page_key
 
 from .cli import flag, invoke
-from .emit import UnsafeOutputError, inside, write_if_changed
+from .page_files import UnsafeOutputError, inside, write_if_changed
 from .problems import write_csv
 
 __all__ = ["LIST_NAME", "REJECTS_NAME", "SubsetResult", "main", "select", "subset"]

@@ -17,8 +17,8 @@ from PIL import Image
 from dataspec import DataSpecError, ImageResolver, load
 from dataspec.render import render_page
 
-from ..emit import write_if_changed
 from ..images import image_problem
+from ..page_files import write_if_changed
 from .data import Row, page_json, row_key
 
 __all__ = ["Assets", "Gallery", "path_html", "short_path"]

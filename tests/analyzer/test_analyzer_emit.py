@@ -14,7 +14,8 @@ import pytest
 from analyzer_testlib import base_args, coco, read_csv, truth, write_coco
 
 import dataspec
-from analyzer.emit import SKIP_REASONS, inside, output_name
+from analyzer.emit import SKIP_REASONS
+from analyzer.page_files import inside, output_name
 from dataspec.keys import norm_series
 from dataspec.sample import SampleCorpus
 

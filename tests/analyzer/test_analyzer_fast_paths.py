@@ -23,19 +23,15 @@ import pytest
 from analyzer.align import Alignment
 from analyzer.coco import load_coco
 from analyzer.coco.collect import _Collector
-from analyzer.emit import (
+from analyzer.emit import _by_rules, _in_pixels, _InLayoutOrder, build_page, detections
+from analyzer.images import HEAD_BYTES, image_problem
+from analyzer.page_files import (
     UnsafeOutputError,
-    _by_rules,
-    _in_pixels,
-    _InLayoutOrder,
     begin_output_run,
-    build_page,
-    detections,
     end_output_run,
     inside,
     write_if_changed,
 )
-from analyzer.images import HEAD_BYTES, image_problem
 from analyzer.pool import _gather
 from dataspec.imagesize import image_size
 from dataspec.io import dumps

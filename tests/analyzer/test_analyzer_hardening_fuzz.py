@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 import dataspec
 from analyzer.align import align
 from analyzer.coco import CocoError, CocoPages, load_coco
-from analyzer.emit import build_page, detections, output_name
+from analyzer.emit import build_page, detections
+from analyzer.page_files import output_name
 from analyzer.vlm import read_vlm, vlm_stats
 
 _ENV = os.environ.get("DATASPEC_FUZZ_EXAMPLES")

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 import dataspec
 from analyzer.cli import analyze
 from analyzer.coco import load_coco
-from analyzer.emit import MAX_PART_BYTES, UnsafeOutputError, inside, output_name
+from analyzer.page_files import MAX_PART_BYTES, UnsafeOutputError, inside, output_name
 from analyzer.subset import LIST_NAME, REJECTS_NAME, subset
 from dataspec.sample import SampleCorpus
 
