@@ -11,7 +11,8 @@ Where each stage lives:
   `images` (can the page image be used)
 - `pool` (page order, shards, output names, chunks, workers) → `page` (one page in a
   worker: read, pair, score, emit)
-- per page: `align/` (which VLM panel's text goes on which detection), `score` (the seed's
+- per page: `pairing` (detections at the threshold, aligned by `align/`: which VLM panel's
+  text goes on which detection; a book's reading direction shared), `score` (the seed's
   quality score and tiers), `emit` (the DataSpec page), `page_files` (its file name and
   write)
 - `outputs` (the CSV, lists, skip log), `problems` (bad input met on the way)

@@ -1,17 +1,17 @@
 """Worker stage: one page in, one CSV row (and maybe one DataSpec file) out.
 
 A worker gets a `Chunk` (the pages' tasks plus their panel boxes and scores as arrays).
-Per page it resolves the image, reads and scores the VLM JSON, builds the CSV row and,
-when emitting, runs the emission checks in the order of `SKIP_REASONS` and writes the
-DataSpec file. Everything here is top-level so that "spawn" workers can import it.
+Per page it resolves the image, reads the VLM JSON and pairs its panels with the
+detections (`pairing`: a chunk's alignments are solved together), scores the page, builds
+the CSV row and, when emitting, runs the emission checks in the order of `SKIP_REASONS`
+and writes the DataSpec file. Everything here is top-level so that "spawn" workers can
+import it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +27,12 @@ from dataspec.normalize import PanelRecord
 from dataspec.normalize.boxes import MAX_COORD
 from dataspec.paths import ImageResolver
 
-from .align import RTL_PRIOR, Alignment, OrderProblem, align_many, prepare, series_prior
-from .emit import MIN_CONFIDENCE, Detection, build_page, detections, text_boxes
+from .emit import build_page
 from .images import image_problem, regular_file_problem
 from .match import image_key
 from .page_files import UnsafeOutputError, inside, write_if_changed
-from .problems import Problem
+from .pairing import Found, Paired, Pending, pair, share_direction, solve_pending
+from .problems import Problem, csv_float
 from .score import score_page, subsets_of
 from .vlm import EMPTY_REPLY, TRUNCATED, read_vlm, reply_repairs, vlm_stats
 
@@ -44,7 +44,6 @@ __all__ = [
     "PageResult",
     "Task",
     "WorkerConfig",
-    "book_of",
     "init_worker",
     "process_chunk",
 ]
@@ -147,10 +146,6 @@ _TRUNCATED = (
 )
 
 
-def _fmt(value: float) -> str:
-    return repr(round(value, 4))
-
-
 def _resolve(resolver: ImageResolver, task: Task, problems: list[Problem]) -> str:
     """The page's image found under the roots, '' when none.
 
@@ -246,12 +241,12 @@ def process_chunk(chunk: Chunk) -> list[PageResult]:
 def _process(chunk: Chunk) -> list[PageResult]:
     config: WorkerConfig = _STATE["config"]
     resolver: ImageResolver = _STATE["resolver"]
-    out: list[_Read] = []
+    out: list[PageRead] = []
     for n, task in enumerate(chunk.tasks):
         lo, hi = int(chunk.offsets[n]), int(chunk.offsets[n + 1])
         tlo, thi = int(chunk.text_offsets[n]), int(chunk.text_offsets[n + 1])
         clo, chi = int(chunk.char_offsets[n]), int(chunk.char_offsets[n + 1])
-        found = _Found(
+        found = Found(
             chunk.boxes[lo:hi],
             chunk.scores[lo:hi],
             chunk.text_boxes[tlo:thi],
@@ -260,17 +255,17 @@ def _process(chunk: Chunk) -> list[PageResult]:
             chunk.char_scores[clo:chi],
         )
         out.append(_read(task, found, config, resolver))
-    _solve(out)
-    _share_direction(out, config)
+    solve_pending(out)
+    share_direction(out, config)
     return [_finish(r, config, chunk.emit) for r in out]
 
 
 @dataclass
-class _Read:
+class PageRead:
     """A page read (image resolved, VLM JSON read, panels aligned), not yet scored or written."""
 
     task: Task
-    found: _Found
+    found: Found
     problems: list[Problem]
     resolved: str
     rcnn: int
@@ -280,161 +275,12 @@ class _Read:
     repairs: tuple[str, ...]
     truncated: bool
     empty: bool
-    paired: _Paired | None = None
-    pending: _Pending | None = None
-    """An `order` alignment `_read` left for the chunk's batched solve (`_solve`)."""
+    paired: Paired | None = None
+    pending: Pending | None = None
+    """An `order` alignment `_read` left for the chunk's batched solve (`solve_pending`)."""
 
 
-def book_of(image_path: str) -> str:
-    """The folder of a page's image: the book whose pages share a reading direction."""
-    return os.path.dirname(image_path.replace("\\", "/"))
-
-
-def _share_direction(reads: list[_Read], config: WorkerConfig) -> None:
-    """Reweigh each page's alignment with its book's reading direction as the prior.
-
-    A book reads one way: the direction evidence of the chunk's other pages of the same
-    book (`Alignment.rtl_evidence`) becomes the page's prior (`series_prior`); no page is
-    solved again. `Plan.chunks` keeps books whole (a book over `CHUNK_PAGES` is cut at the
-    same pages in every run). A page whose prior an earlier pass fixed keeps that prior.
-    """
-    books: dict[str, list[_Read]] = {}
-    for r in reads:
-        if r.paired is None or r.records is None or r.paired.alignment.method == "none":
-            continue
-        if r.task.rtl_prior is not None:  # fixed by an earlier pass over the whole book
-            if r.task.rtl_prior != r.paired.prior:
-                r.paired = _reweigh(r.paired, r.task.rtl_prior)
-            continue
-        books.setdefault(book_of(r.task.image_path), []).append(r)
-    for pages in books.values():
-        if len(pages) < 2:
-            continue
-        evidence = [r.paired.alignment.rtl_evidence for r in pages if r.paired is not None]
-        for r in pages:
-            assert r.paired is not None and r.records is not None
-            prior = series_prior(evidence, r.paired.alignment.rtl_evidence)
-            if abs(prior - RTL_PRIOR) < 0.05:
-                continue
-            try:
-                r.paired = _reweigh(r.paired, prior)
-            except Exception as exc:  # reported, never fatal: the first alignment stays
-                r.problems.append(
-                    Problem(r.task.vlm_path or "", "", f"{type(exc).__name__}: {exc}")
-                )
-
-
-class _Found(NamedTuple):
-    """One page's detections: panels, lettered text and characters, boxes `[x, y, w, h]`
-    and scores."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    text_boxes: np.ndarray
-    text_scores: np.ndarray
-    char_boxes: np.ndarray
-    char_scores: np.ndarray
-
-
-class _Paired(NamedTuple):
-    """The page's usable detections and how they align with its VLM panels."""
-
-    dets: list[Detection]
-    alignment: Alignment
-    threshold: float
-    """Least placement confidence whose text is written (`--dataspec_min_pair_confidence`)."""
-    prior: float
-    """The right-to-left prior it was aligned with."""
-
-    def columns(self, vlm_panels: int) -> tuple[str, ...]:
-        """`pairing_method`, `pairing_confidence`, `unpaired_detections`, `unpaired_vlm_panels`."""
-        kept = self.alignment.confident(self.threshold)
-        placed = {part.vlm for p in kept for part in p.parts}
-        return (
-            self.alignment.method,
-            _fmt(self.alignment.confidence),
-            str(len(self.dets) - len(kept)),
-            str(vlm_panels - len(placed)),
-        )
-
-
-def _pair(
-    found: _Found,
-    records: list[PanelRecord],
-    size: tuple[int, int] | None,
-    config: WorkerConfig,
-    truncated: bool,
-    rtl_prior: float | None = None,
-) -> _Paired | _Pending:
-    """Detections at the emission threshold (the CSV's without emission), aligned, or set
-    up for the chunk's batched solve (`_Pending`)."""
-    emit = config.emit
-    threshold = emit.min_det_score if emit is not None else config.min_det_score
-    dets = detections(found.boxes, found.scores, threshold, size)
-    texts = (
-        text_boxes(found.text_boxes, found.text_scores, threshold, size)
-        if config.text_evidence
-        else None
-    )
-    chars = (
-        text_boxes(found.char_boxes, found.char_scores, threshold, size)
-        if config.char_evidence
-        else None
-    )
-    alignment = prepare(
-        [d.box for d in dets],
-        [d.score for d in dets],
-        records,
-        texts,
-        truncated=truncated,
-        rtl_prior=rtl_prior,
-        char_boxes=chars,
-    )
-    threshold = emit.min_pair_confidence if emit else MIN_CONFIDENCE
-    prior = RTL_PRIOR if rtl_prior is None else rtl_prior
-    if isinstance(alignment, OrderProblem):
-        return _Pending(dets, alignment, threshold, prior)
-    return _Paired(dets, alignment, threshold, prior)
-
-
-class _Pending(NamedTuple):
-    """A `_Paired` whose `order` alignment awaits the chunk's batched solve (`_solve`)."""
-
-    dets: list[Detection]
-    problem: OrderProblem
-    threshold: float
-    prior: float
-
-
-def _solve(reads: list[_Read]) -> None:
-    """Solve the chunk's pending `order` alignments in one batch. Should the batch fail,
-    each page is solved alone, so a failure is reported on its own page only."""
-    pending = [(r, r.pending) for r in reads if r.pending is not None]
-    try:
-        solved = align_many([job.problem for _, job in pending])
-    except Exception:  # one page's problem: find it below
-        solved = []
-    for n, (r, job) in enumerate(pending):
-        r.pending = None
-        try:
-            alignment = solved[n] if solved else align_many([job.problem])[0]
-        except Exception as exc:  # reported, never fatal: the page is still scored
-            r.problems.append(Problem(r.task.vlm_path or "", "", f"{type(exc).__name__}: {exc}"))
-            continue
-        r.paired = _Paired(job.dets, alignment, job.threshold, job.prior)
-
-
-def _reweigh(paired: _Paired, prior: float) -> _Paired:
-    """The page's alignment under another right-to-left prior (no new solve when it can)."""
-    alignment = paired.alignment
-    if alignment.reweigh is not None:
-        return paired._replace(alignment=alignment.reweigh(prior), prior=prior)
-    rtl = alignment.rtl_evidence + math.log(prior / (1 - prior)) > 0  # overlap: order only
-    turned = dataclasses.replace(alignment, direction="rtl" if rtl else "ltr")
-    return paired._replace(alignment=turned, prior=prior)
-
-
-def _read(task: Task, found: _Found, config: WorkerConfig, resolver: ImageResolver) -> _Read:
+def _read(task: Task, found: Found, config: WorkerConfig, resolver: ImageResolver) -> PageRead:
     scores = found.scores
     problems: list[Problem] = []
     resolved = _resolve(resolver, task, problems)
@@ -467,13 +313,13 @@ def _read(task: Task, found: _Found, config: WorkerConfig, resolver: ImageResolv
         except Exception as exc:  # a document no rule expected: reported, never fatal
             problems.append(Problem(task.vlm_path, "", f"{type(exc).__name__}: {exc}"))
             tier = "vlm_unreadable"
-    read = _Read(
+    read = PageRead(
         task, found, problems, resolved, rcnn, size, records, tier, repairs, truncated, empty
     )
     if records is not None:
         try:
-            paired = _pair(found, records, size, config, truncated)
-            if isinstance(paired, _Pending):
+            paired = pair(found, records, size, config, truncated)
+            if isinstance(paired, Pending):
                 read.pending = paired
             else:
                 read.paired = paired
@@ -482,7 +328,7 @@ def _read(task: Task, found: _Found, config: WorkerConfig, resolver: ImageResolv
     return read
 
 
-def _finish(read: _Read, config: WorkerConfig, emit: bool) -> PageResult:
+def _finish(read: PageRead, config: WorkerConfig, emit: bool) -> PageResult:
     """Score the page, build its CSV row and, when emitting, write its DataSpec file."""
     task, problems, resolved, rcnn, size = (
         read.task,
@@ -508,13 +354,13 @@ def _finish(read: _Read, config: WorkerConfig, emit: bool) -> PageResult:
         subsets = subsets_of(scored, mincov)
         numbers = (
             stats.panels,
-            _fmt(scored.ratio),
-            _fmt(scored.coverage),
+            csv_float(scored.ratio),
+            csv_float(scored.coverage),
             stats.with_text,
             stats.dialogue,
             stats.narration,
             stats.sfx,
-            _fmt(scored.score),
+            csv_float(scored.score),
             scored.perfect,
         )
         coverage = scored.coverage
@@ -583,7 +429,7 @@ def _finish(read: _Read, config: WorkerConfig, emit: bool) -> PageResult:
 def _emit(
     task: Task,
     scores: np.ndarray,
-    paired: _Paired | None,
+    paired: Paired | None,
     records: list[Any],
     subsets: tuple[str, ...],
     resolved: str,

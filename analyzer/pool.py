@@ -21,8 +21,9 @@ from dataspec.keys import norm_path
 from .coco import CocoPages
 from .manifest import Manifest
 from .match import MatchResult
-from .page import Chunk, PageResult, Task, WorkerConfig, book_of, init_worker, process_chunk
+from .page import Chunk, PageResult, Task, WorkerConfig, init_worker, process_chunk
 from .page_files import begin_output_run, collision_key, end_output_run, output_name
+from .pairing import book_of
 
 if TYPE_CHECKING:
     from .run import EmitOptions

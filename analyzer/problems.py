@@ -58,3 +58,8 @@ def shard_path(path: str | os.PathLike[str], shard: tuple[int, int] | None) -> s
     index, count = shard
     base, ext = os.path.splitext(text)
     return f"{base}.shard-{index:05d}-of-{count:05d}{ext}"
+
+
+def csv_float(value: float) -> str:
+    """A CSV cell of a float: rounded to 4 places, shortest form."""
+    return repr(round(value, 4))

@@ -45,7 +45,8 @@ from .outputs import (
     side_path,
     write_side_files,
 )
-from .page import PageResult, WorkerConfig, book_of
+from .page import PageResult, WorkerConfig
+from .pairing import book_of
 from .pool import Executor, Plan, output_targets, shard_slice, sort_key
 from .problems import Problem, echo_problems, shard_path
 from .score import SUBSETS
