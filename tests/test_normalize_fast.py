@@ -433,12 +433,12 @@ def test_fuzzed_documents(seed: int) -> None:
 
 
 def test_fast_false_runs_the_general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataspec.normalize import fast
+    from dataspec.normalize import pages
 
     def boom(*args: Any) -> None:
         raise AssertionError("fast path called")
 
-    monkeypatch.setattr(fast, "read_fast", boom)
+    monkeypatch.setattr(pages, "read_fast", boom)
     doc = _old_doc(random.Random(5))
     read_panels(doc, fast=False)
     with pytest.raises(AssertionError):

@@ -11,6 +11,7 @@
 - `fast`: the fast path for the common shapes, giving what the general path gives
 """
 
-from .pages import PanelRecord, normalize, read_panels
+from .pages import normalize, read_panels
+from .record import PanelRecord
 
 __all__ = ["PanelRecord", "normalize", "read_panels"]

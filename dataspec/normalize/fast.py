@@ -24,9 +24,10 @@ from pydantic import BaseModel
 from ..errors import Note
 from ..models import Character, Face, PanelText, TextItem
 from .boxes import FORMAT_HINT_KEYS, MAX_COORD, BoxFrame, Layout, RawBox
-from .pages import SIZE_KEYS, SIZE_PAIRS, PanelRecord
-from .panels import NORMALIZED_FLAGS, summary_cast
+from .panels import summary_cast
+from .record import PanelRecord
 from .text import DIALOGUE, NARRATION, SFX, clean_line, clean_str, route_label
+from .vocab import NORMALIZED_FLAGS, SIZE_KEYS, SIZE_PAIRS
 
 __all__ = ["read_fast"]
 

@@ -12,7 +12,6 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,13 @@ from .boxes import (
     MAX_COORD,
     as_number,
 )
+from .fast import read_fast
 from .kept import kept_fields, sanitize
 from .locate import IMAGE_KEYS, locate
 from .panels import coco_filter, convert_panels
+from .record import PanelRecord
 from .text import clean_str
-
-SIZE_PAIRS = (
-    ("width", "height"),
-    ("image_width", "image_height"),
-    ("imageWidth", "imageHeight"),
-    ("img_width", "img_height"),
-    ("page_width", "page_height"),
-)
-SIZE_KEYS = ("page_size", "size", "image_size", "dimensions")
+from .vocab import SIZE_KEYS, SIZE_PAIRS
 
 
 def normalize(
@@ -87,32 +80,6 @@ def normalize(
 _TOO_DEEP = "values nested too deeply to normalize (hundreds of levels)"
 
 
-@dataclass(frozen=True)
-class PanelRecord:
-    """One panel as a document gives it, box or not (e.g. a VLM panel with text only)."""
-
-    index: int
-    """Position in the document's panel list (before `panel_number` ordering)."""
-    text: PanelText
-    box: tuple[int, int, int, int] | None = None
-    description: str | None = None
-    score: float | None = None
-    text_items: tuple[TextItem, ...] | None = None
-    characters: tuple[Character, ...] | None = None
-    faces: tuple[Face, ...] | None = None
-
-    def details(self) -> dict[str, Any]:
-        """The optional `Panel` fields this record fills (description, text items, …)."""
-        out: dict[str, Any] = {}
-        if self.description is not None:
-            out["description"] = self.description
-        for name in ("text_items", "characters", "faces"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = list(value)
-        return out
-
-
 def read_panels(
     obj: Any,
     *,
@@ -129,8 +96,6 @@ def read_panels(
     (`fast.read_fast`, the same result for the common shapes) and runs the rules here.
     """
     if fast:
-        from .fast import read_fast  # here, not at the top: fast imports this module
-
         done = read_fast(obj, page_size, caption_as_narration, box_format)
         if done is not None:
             return done

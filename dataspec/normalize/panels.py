@@ -21,6 +21,7 @@ from .boxes import (
 )
 from .kept import kept_fields
 from .text import TextBuckets, clean_line, extract_text
+from .vocab import NORMALIZED_FLAGS
 
 SCORE_KEYS = ("score", "confidence", "conf", "det_score", "detection_score", "probability")
 CHARACTER_KEYS = ("character_coords", "characters", "character_boxes")
@@ -29,7 +30,6 @@ _NAME_KEYS = ("name", "character", "label", "speaker")
 TYPED_PANEL_FIELDS = ("text_items", "characters", "faces", "character_coords", "description")
 """Panel fields whose raw value, when no rule read it, is kept under `<name>_unread`."""
 ORDER_KEYS = ("panel_number", "panel_num", "panel_index")
-NORMALIZED_FLAGS = ("normalized", "is_normalized", "relative")
 
 
 def convert_panels(
