@@ -29,8 +29,8 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dataspec.keys import PageKey, is_container, norm_path, page_key, page_number
-from dataspec.paths import image_stem, is_windows_path
+from dataspec.keys import PageKey, norm_path, page_key, page_number
+from dataspec.paths import image_stem, is_container, is_windows_path
 
 from .problems import Problem
 from .vlm import MapEntry, VlmFile, locate_map_vlm

@@ -4,8 +4,8 @@ The analyzer matches image paths with VLM JSON paths by it; the trainer finds a 
 book and page number by it (consecutive pages for the page-order objective).
 
 A path is read from its end: the file stem is the page, generic container folders
-(`JPG4CBZ`, `pages`, `images`, …, see `CONTAINERS`) are skipped, and the nearest other
-folder is the series. A stem such as `JPG4CBZ_0001` counts as the container `JPG4CBZ`
+(`JPG4CBZ`, `pages`, `images`, …, see `dataspec.paths.CONTAINERS`) are skipped, and the
+nearest other folder is the series. A stem such as `JPG4CBZ_0001` counts as the container `JPG4CBZ`
 plus the page `0001`, so `<Series>/JPG4CBZ/0001.jpg` and `<Series>/JPG4CBZ_0001.json`
 are the same page.
 
@@ -26,61 +26,27 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass
 
-from dataspec.paths import image_stem, is_windows_path
+from dataspec.paths import alnum, image_stem, is_container, is_windows_path
 
 __all__ = [
-    "CONTAINERS",
     "PageKey",
-    "is_container",
     "norm_path",
     "norm_series",
     "page_key",
     "page_number",
 ]
 
-CONTAINERS = frozenset(
-    {
-        "jpg4cbz",
-        "jpg4cbr",
-        "cbz",
-        "cbr",
-        "jpg",
-        "jpeg",
-        "png",
-        "webp",
-        "pages",
-        "page",
-        "images",
-        "image",
-        "img",
-        "imgs",
-        "scans",
-        "scan",
-    }
-)
-"""Folder names (letters and digits, lower case) that hold pages but name no series."""
 
 _PREFIX = re.compile(r"^([A-Za-z0-9]+)[ _\-.]+(.+)$")
 _TRAILING_NUMBER = re.compile(r"^\D*?(\d+)$")
 _LAST_NUMBER = re.compile(r"(\d+)\D*$")
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
-@functools.lru_cache(maxsize=65536)
-def _alnum(text: str) -> str:
-    """Lower-case letters and digits only, accents removed."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKD", text)
-        text = "".join(c for c in text if not unicodedata.combining(c))
-    return _NOT_ALNUM.sub("", text.casefold())
 
 
 def norm_series(name: str) -> str:
     """A series folder name reduced to lower-case letters and digits (`X-Men 01` → `xmen01`)."""
-    return _alnum(name)
+    return alnum(name)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -89,17 +55,12 @@ def page_number(stem: str) -> str:
     match = _TRAILING_NUMBER.match(stem)
     if match:
         return str(int(match.group(1)))
-    return _alnum(stem)
+    return alnum(stem)
 
 
 def norm_path(path: str) -> str:
     """A path compared as text: forward slashes, case folded (for map and list look-ups)."""
     return path.replace("\\", "/").casefold()
-
-
-def is_container(name: str) -> bool:
-    """True for a generic folder that holds pages but names no series (`JPG4CBZ`, `pages`)."""
-    return _alnum(name) in CONTAINERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +84,7 @@ class PageKey:
     @property
     def series_norm(self) -> str:
         """The series name as letters and digits."""
-        return _alnum(self.series)
+        return alnum(self.series)
 
     @property
     def book(self) -> str:
@@ -139,7 +100,7 @@ class PageKey:
     @property
     def series_page(self) -> str:
         """`<normalized series>#<page number>`."""
-        return f"{_alnum(self.series)}#{page_number(self.stem)}"
+        return f"{alnum(self.series)}#{page_number(self.stem)}"
 
 
 _NO_KEY = PageKey("", (), "", ())

@@ -25,6 +25,45 @@ _STEM_EXTS = frozenset((*IMAGE_EXTS, ".json"))
 _POSIX = os.name != "nt"
 
 
+CONTAINERS = frozenset(
+    {
+        "jpg4cbz",
+        "jpg4cbr",
+        "cbz",
+        "cbr",
+        "jpg",
+        "jpeg",
+        "png",
+        "webp",
+        "pages",
+        "page",
+        "images",
+        "image",
+        "img",
+        "imgs",
+        "scans",
+        "scan",
+    }
+)
+"""Folder names (letters and digits, lower case) that hold pages but name no series."""
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+@functools.lru_cache(maxsize=65536)
+def alnum(text: str) -> str:
+    """Lower-case letters and digits only, accents removed."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
+    return _NOT_ALNUM.sub("", text.casefold())
+
+
+def is_container(name: str) -> bool:
+    """True for a generic folder that holds pages but names no series (`JPG4CBZ`, `pages`)."""
+    return alnum(name) in CONTAINERS
+
+
 def posix_parts(text: str) -> list[str]:
     """`PurePosixPath(text).parts` by string work (no `Path` made): a `/` or `//` root,
     then the parts without empty ones and `.`."""
@@ -429,8 +468,6 @@ class ImageResolver:
                 chain = [p for p in (*parts[:-1], image_stem(parts[-1])) if p not in ("/", "")]
                 chains.append((chain, min(3, len(chain))))
         if json_path is not None:
-            from .keys import is_container
-
             names = _name_parts(json_path)
             stem = image_stem(names[-1] if names else "")
             parent = names[-2] if len(names) > 1 else ""
