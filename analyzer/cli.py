@@ -17,7 +17,8 @@ from click.core import ParameterSource
 from dataspec.paths import split_roots
 
 from .emit import MIN_CONFIDENCE, SKIP_REASONS
-from .run import EmitOptions, Options, RunError, run
+from .options import EmitOptions, Options
+from .run import RunError, run
 from .score import SUBSETS
 
 __all__ = ["analyze", "flag", "invoke", "main", "parse_shard"]

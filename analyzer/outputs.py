@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, NamedTuple
 
 import orjson
 
@@ -17,7 +17,7 @@ from dataspec.io import atomic_open, atomic_write_bytes
 
 from .coco import CocoPages
 from .match import AMBIGUITY_COLUMNS, MatchResult
-from .page import PageResult
+from .options import Options, Summary
 from .page_files import (
     UnsafeOutputError,
     begin_output_run,
@@ -26,9 +26,7 @@ from .page_files import (
     remove_stale_temps,
 )
 from .problems import PROBLEM_COLUMNS, Problem, shard_path, write_csv
-
-if TYPE_CHECKING:
-    from .run import Options, Summary
+from .work import PageResult
 
 __all__ = [
     "CSV_COLUMNS",

@@ -14,8 +14,7 @@ import contextlib
 import gc
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -23,111 +22,21 @@ from dataspec.errors import DataSpecError, Note
 from dataspec.imagesize import image_size
 from dataspec.io import dumps
 from dataspec.keys import page_key
-from dataspec.normalize import PanelRecord
 from dataspec.normalize.boxes import MAX_COORD
 from dataspec.paths import ImageResolver
 
 from .emit import build_page
 from .images import image_problem, regular_file_problem
 from .match import image_key
+from .options import EmitOptions
 from .page_files import UnsafeOutputError, inside, write_if_changed
-from .pairing import Found, Paired, Pending, pair, share_direction, solve_pending
+from .pairing import Found, PageRead, Paired, Pending, pair, share_direction, solve_pending
 from .problems import Problem, csv_float
 from .score import score_page, subsets_of
 from .vlm import EMPTY_REPLY, TRUNCATED, read_vlm, reply_repairs, vlm_stats
+from .work import Chunk, PageResult, Task, WorkerConfig
 
-if TYPE_CHECKING:
-    from .run import EmitOptions
-
-__all__ = [
-    "Chunk",
-    "PageResult",
-    "Task",
-    "WorkerConfig",
-    "init_worker",
-    "process_chunk",
-]
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What every worker needs besides its chunks (set once by `init_worker`)."""
-
-    image_roots: tuple[str, ...]
-    min_det_score: float
-    min_text_coverage: float
-    caption_as_narration: bool
-    emit: EmitOptions | None
-    text_evidence: bool = True
-    """The detector boxes lettered text (a text or balloon category with detections)."""
-    char_evidence: bool = False
-    """The detector boxes characters (a character category with detections)."""
-
-
-class Task(NamedTuple):
-    """One page of a chunk: what the main process knows about it."""
-
-    page: int
-    image_id: int | str
-    image_path: str
-    width: int
-    height: int
-    vlm_path: str | None
-    tier: str
-    key: str
-    target: str | None
-    pre_skip: str | None
-    manifest_image: str | None
-    """The image the manifest lists for the page's VLM JSON (tried first), if any."""
-    rtl_prior: float | None = None
-    """The right-to-left prior to align with (an earlier pass's); None: from the book."""
-
-
-@dataclass
-class Chunk:
-    """Pages for one worker task; page n's boxes and scores are rows `offsets[n]:offsets[n + 1]`
-    (its text boxes: rows `text_offsets[n]:text_offsets[n + 1]`, its character boxes:
-    `char_offsets[n]:char_offsets[n + 1]`)."""
-
-    tasks: list[Task]
-    offsets: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    emit: bool
-    text_offsets: np.ndarray
-    text_boxes: np.ndarray
-    text_scores: np.ndarray
-    char_offsets: np.ndarray
-    char_boxes: np.ndarray
-    char_scores: np.ndarray
-
-
-class PageResult(NamedTuple):
-    """What a worker found and did for one page (sent back to the main process)."""
-
-    page: int
-    row: tuple[str, ...]
-    matched: bool
-    subsets: tuple[str, ...]
-    exists: bool
-    image: str
-    """Resolved image path, else the path as given."""
-    vlm_path: str
-    coverage: float
-    with_text: bool
-    outcome: str | None
-    """`emitted`, a skip reason, or None (not an emission candidate)."""
-    output: str | None
-    rcnn_count: int
-    vlm_count: int
-    problems: tuple[Problem, ...]
-    repairs: tuple[str, ...] = ()
-    """Repair codes of the VLM reply (`vlm_repairs`)."""
-    truncated: bool = False
-    empty: bool = False
-    """The VLM JSON is an empty model reply."""
-    rtl_prior: float | None = None
-    """The right-to-left prior the page was aligned with (None: no alignment)."""
+__all__ = ["collector_paused", "init_worker", "process_chunk"]
 
 
 _STATE: dict[str, Any] = {}
@@ -258,26 +167,6 @@ def _process(chunk: Chunk) -> list[PageResult]:
     solve_pending(out)
     share_direction(out, config)
     return [_finish(r, config, chunk.emit) for r in out]
-
-
-@dataclass
-class PageRead:
-    """A page read (image resolved, VLM JSON read, panels aligned), not yet scored or written."""
-
-    task: Task
-    found: Found
-    problems: list[Problem]
-    resolved: str
-    rcnn: int
-    size: tuple[int, int] | None
-    records: list[PanelRecord] | None
-    tier: str
-    repairs: tuple[str, ...]
-    truncated: bool
-    empty: bool
-    paired: Paired | None = None
-    pending: Pending | None = None
-    """An `order` alignment `_read` left for the chunk's batched solve (`solve_pending`)."""
 
 
 def _read(task: Task, found: Found, config: WorkerConfig, resolver: ImageResolver) -> PageRead:

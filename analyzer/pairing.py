@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,12 +20,11 @@ from dataspec.normalize import PanelRecord
 from .align import RTL_PRIOR, Alignment, OrderProblem, align_many, prepare, series_prior
 from .emit import MIN_CONFIDENCE, Detection, detections, text_boxes
 from .problems import Problem, csv_float
-
-if TYPE_CHECKING:
-    from .page import PageRead, WorkerConfig
+from .work import Task, WorkerConfig
 
 __all__ = [
     "Found",
+    "PageRead",
     "Paired",
     "Pending",
     "book_of",
@@ -33,6 +33,26 @@ __all__ = [
     "share_direction",
     "solve_pending",
 ]
+
+
+@dataclass
+class PageRead:
+    """A page read (image resolved, VLM JSON read, panels aligned), not yet scored or written."""
+
+    task: Task
+    found: Found
+    problems: list[Problem]
+    resolved: str
+    rcnn: int
+    size: tuple[int, int] | None
+    records: list[PanelRecord] | None
+    tier: str
+    repairs: tuple[str, ...]
+    truncated: bool
+    empty: bool
+    paired: Paired | None = None
+    pending: Pending | None = None
+    """An `order` alignment `_read` left for the chunk's batched solve (`solve_pending`)."""
 
 
 def book_of(image_path: str) -> str:

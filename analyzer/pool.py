@@ -12,7 +12,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +21,11 @@ from dataspec.keys import norm_path
 from .coco import CocoPages
 from .manifest import Manifest
 from .match import MatchResult
-from .page import Chunk, PageResult, Task, WorkerConfig, init_worker, process_chunk
+from .options import EmitOptions
+from .page import init_worker, process_chunk
 from .page_files import begin_output_run, collision_key, end_output_run, output_name
 from .pairing import book_of
-
-if TYPE_CHECKING:
-    from .run import EmitOptions
+from .work import Chunk, PageResult, Task, WorkerConfig
 
 __all__ = ["CHUNK_PAGES", "Executor", "Plan", "output_targets", "shard_slice", "sort_key"]
 

@@ -131,8 +131,11 @@ def test_panel_category_names_and_a_bare_results_list(run_cli, corpus, tmp_path)
         "emit",
         "match",
         "merge",
+        "options",
         "outputs",
         "page",
+        "page_files",
+        "pairing",
         "pool",
         "problems",
         "report",
@@ -140,6 +143,7 @@ def test_panel_category_names_and_a_bare_results_list(run_cli, corpus, tmp_path)
         "score",
         "subset",
         "vlm",
+        "work",
     ],
 )
 def test_all_names_exist(module: str) -> None:
