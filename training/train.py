@@ -636,14 +636,3 @@ def _flat(record: dict[str, Any]) -> dict[str, float]:
         elif isinstance(value, int | float):
             out[key] = float(value)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m training` as a function (see `training.train_cli.main`)."""
-    from .train_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

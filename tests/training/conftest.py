@@ -82,7 +82,7 @@ def trained(
     corpus: SyntheticCorpus, tiny: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """A finished 3-epoch CPU run on the corpus (epoch checkpoints kept): its output dir."""
-    from training.train import main
+    from training.train_cli import main
 
     out = tmp_path_factory.mktemp("run")
     argv = [

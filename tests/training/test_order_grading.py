@@ -20,7 +20,7 @@ from training.config import ModelConfig
 from training.evaluate import main as evaluate_main
 from training.model import build_model
 from training.synthetic import SyntheticCorpus
-from training.train import main as train_main
+from training.train_cli import main as train_main
 
 CONFIG = ModelConfig(
     dim=32, num_heads=2, image_size=64, vocab_size=2048, max_tokens=32, context_layers=1

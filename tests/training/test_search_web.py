@@ -37,7 +37,7 @@ from training.search import Searcher
 from training.search_web import MAX_UPLOAD, is_loopback, make_server
 from training.store import Store
 from training.synthetic import make_corpus
-from training.train import main as train_main
+from training.train_cli import main as train_main
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

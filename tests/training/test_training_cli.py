@@ -25,7 +25,7 @@ from training.checkpoint import FORMAT
 from training.embed import main as embed_main
 from training.evaluate import main as evaluate_main
 from training.synthetic import SyntheticCorpus
-from training.train import main as train_main
+from training.train_cli import main as train_main
 
 COMMANDS = {
     "python -m training": train_cli.command,

@@ -24,7 +24,7 @@ from training.data import PageDataset, PageItem, SkippedPage
 from training.embed import main as embed_main
 from training.evaluate import main as evaluate_main
 from training.synthetic import SyntheticCorpus
-from training.train import main as train_main
+from training.train_cli import main as train_main
 
 CFG = ModelConfig(image_size=32, max_tokens=16, vocab_size=512)
 OUTPUTS = (

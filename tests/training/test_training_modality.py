@@ -344,7 +344,7 @@ def test_training_steps_on_pages_with_unknown_text_are_finite(pages: Pages) -> N
 @pytest.fixture(scope="module")
 def run(pages: Pages, tiny: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch `python -m training` run on the two pages."""
-    from training.train import main
+    from training.train_cli import main
 
     out = tmp_path_factory.mktemp("modality_run")
     argv = [
@@ -478,7 +478,8 @@ def test_an_old_checkpoint_resumes_with_its_optimizer_moments(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from training.train import _optimizer, main
+    from training.train import _optimizer
+    from training.train_cli import main
 
     old = load_checkpoint(old_checkpoint)
     model = build_model(ModelConfig.from_dict(old["config"]))

@@ -20,7 +20,7 @@ from training.evaluate import main as evaluate_main  # noqa: E402
 from training.losses import LossWeights, closure_losses  # noqa: E402
 from training.model import build_model, sample_mpm_mask  # noqa: E402
 from training.synthetic import SyntheticCorpus  # noqa: E402
-from training.train import main as train_main  # noqa: E402
+from training.train_cli import main as train_main  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Whole CPU trainings through `training.train.main` and `python -m training`."""
+"""Whole CPU trainings through `training.train_cli.main` and `python -m training`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from training.config import ModelConfig
 from training.synthetic import SyntheticCorpus
-from training.train import main
+from training.train_cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
