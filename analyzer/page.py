@@ -165,7 +165,7 @@ def _process(chunk: Chunk) -> list[PageResult]:
         )
         out.append(_read(task, found, config, resolver))
     solve_pending(out)
-    share_direction(out, config)
+    share_direction(out)
     return [_finish(r, config, chunk.emit) for r in out]
 
 

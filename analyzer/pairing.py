@@ -60,7 +60,7 @@ def book_of(image_path: str) -> str:
     return os.path.dirname(image_path.replace("\\", "/"))
 
 
-def share_direction(reads: list[PageRead], config: WorkerConfig) -> None:
+def share_direction(reads: list[PageRead]) -> None:
     """Reweigh each page's alignment with its book's reading direction as the prior.
 
     A book reads one way: the direction evidence of the chunk's other pages of the same
@@ -134,10 +134,10 @@ def pair(
     size: tuple[int, int] | None,
     config: WorkerConfig,
     truncated: bool,
-    rtl_prior: float | None = None,
 ) -> Paired | Pending:
-    """Detections at the emission threshold (the CSV's without emission), aligned, or set
-    up for the chunk's batched solve (`Pending`)."""
+    """Detections at the emission threshold (the CSV's without emission), aligned under the
+    default right-to-left prior (the book's comes later, `share_direction`), or set up for
+    the chunk's batched solve (`Pending`)."""
     emit = config.emit
     threshold = emit.min_det_score if emit is not None else config.min_det_score
     dets = detections(found.boxes, found.scores, threshold, size)
@@ -157,14 +157,12 @@ def pair(
         records,
         texts,
         truncated=truncated,
-        rtl_prior=rtl_prior,
         char_boxes=chars,
     )
     threshold = emit.min_pair_confidence if emit else MIN_CONFIDENCE
-    prior = RTL_PRIOR if rtl_prior is None else rtl_prior
     if isinstance(alignment, OrderProblem):
-        return Pending(dets, alignment, threshold, prior)
-    return Paired(dets, alignment, threshold, prior)
+        return Pending(dets, alignment, threshold, RTL_PRIOR)
+    return Paired(dets, alignment, threshold, RTL_PRIOR)
 
 
 class Pending(NamedTuple):

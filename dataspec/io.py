@@ -103,21 +103,21 @@ def _check_json_safe(page: Page, file: PathLike | None) -> None:
 def _unsafe_value(value: Any, where: str) -> str | None:
     """The JSON path (below `where`) of the first NaN, Infinity or integer beyond 64 bits in
     `value`, else None; a path is formatted only for a container or the value found."""
-    if not _unsafe_number(value):
-        if isinstance(value, dict):
-            pairs: Any = value.items()
-            pattern = "{}.{}"
-        elif isinstance(value, list):
-            pairs, pattern = enumerate(value), "{}[{}]"
-        else:
-            return None
-        for key, item in pairs:
-            if isinstance(item, dict | list) or _unsafe_number(item):
-                found = _unsafe_value(item, pattern.format(where, key))
-                if found is not None:
-                    return found
+    if _unsafe_number(value):
+        return where
+    if isinstance(value, dict):
+        pairs: Any = value.items()
+        pattern = "{}.{}"
+    elif isinstance(value, list):
+        pairs, pattern = enumerate(value), "{}[{}]"
+    else:
         return None
-    return where
+    for key, item in pairs:
+        if isinstance(item, dict | list) or _unsafe_number(item):
+            found = _unsafe_value(item, pattern.format(where, key))
+            if found is not None:
+                return found
+    return None
 
 
 def _unsafe_number(value: Any) -> bool:

@@ -82,11 +82,9 @@ def solve_many(lattices: Sequence[L], build: Build[L]) -> list[Solution]:
         groups.setdefault((-(-n // _BUCKET), -(-m // _BUCKET)), []).append(k)
     for members in groups.values():
         for at in range(0, len(members), _BATCH):
-            batch = [lattices[k] for k in members[at : at + _BATCH]]
-            weight, tail_w = build(batch)
-            for k, solution in zip(
-                members[at : at + _BATCH], _solve(batch, weight, tail_w), strict=True
-            ):
+            ids = members[at : at + _BATCH]
+            batch = [lattices[k] for k in ids]
+            for k, solution in zip(ids, _solve(batch, *build(batch)), strict=True):
                 out[k] = solution
     return [s for s in out if s is not None]
 
