@@ -16,12 +16,11 @@ Each run is a fresh process timed from outside (interpreter start included), pag
 output folder new and empty (earlier outputs are set aside and deleted after the measuring:
 creating files right after deleting as many is slow on ext4): the floor (bytes of every
 input parsed with orjson, collector off; the manifest with csv; the fastest of 3 or more
-runs), the baseline (json.load),
-the analyzer CSV only, and the analyzer with the runbook's step 2 flags (DataSpec
-emission), both with --manifest and --image_roots (no --vlm_map: old-schema files are
-found by name). RSS is sampled over the process tree every 0.1 s; CPU is user + sys of the
-process and the workers it reaped (wait4). A run exiting non-zero, or an emission run that
-wrote no page, ends the benchmark with exit 1.
+runs), the baseline (json.load), the analyzer CSV only, and the analyzer with the
+runbook's step 2 flags (DataSpec emission), both with --manifest and --image_roots (no
+--vlm_map: old-schema files are found by name). RSS is sampled over the process tree
+every 0.1 s; CPU is user + sys of the process and the workers it reaped (wait4). A run
+exiting non-zero, or an emission run that wrote no page, ends the benchmark with exit 1.
 
 Last, the contract's own cost: the pages the emission run wrote are validated by the
 models, serialized and written again into a new folder by as many processes as workers
@@ -38,6 +37,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import queue
 import random
 import shutil
 import subprocess
@@ -341,32 +341,38 @@ def read_all(kind: str, corpus: str) -> int:
 
 def _contract_share(files: list[str], src: str, dst: str, ready: Any, done: Any) -> None:
     """One worker of `contract_floor`: its pages read and parsed first, then (timed) each
-    strictly validated, serialized and written atomically."""
+    validated, serialized and written atomically. Puts one item on `done`: (start, end,
+    CPU s) of the timed part, or the error that stopped it (the others are released)."""
     from dataspec.io import dumps, write_atomic  # the contract's own writer
     from dataspec.models import Page
 
     gc.disable()  # as the analyzer's workers
-    pages = []
-    for rel in files:
-        with open(os.path.join(src, rel), "rb") as fh:
-            pages.append((os.path.join(dst, rel), orjson.loads(fh.read())))
-    ready.wait()
-    start, cpu = time.perf_counter(), time.process_time()
-    for path, values in pages:
-        write_atomic(path, dumps(Page.model_validate(values)))
-    done.put((start, time.perf_counter(), time.process_time() - cpu))
+    try:
+        pages = []
+        for rel in files:
+            with open(os.path.join(src, rel), "rb") as fh:
+                pages.append((os.path.join(dst, rel), orjson.loads(fh.read())))
+        ready.wait()  # every worker starts the timed part together
+        start, cpu = time.perf_counter(), time.process_time()
+        for path, values in pages:
+            write_atomic(path, dumps(Page.model_validate(values)))
+        done.put((start, time.perf_counter(), time.process_time() - cpu))
+    except Exception as exc:  # told to the parent, which ends the benchmark
+        ready.abort()
+        done.put(f"{type(exc).__name__}: {exc}")
 
 
 def contract_floor(src: Path, dst: Path, workers: int) -> tuple[float, float, int]:
     """What emitting the pages under `src` costs any analyzer that keeps the contract: each
     page validated by the models from its plain values, serialized (`dumps`) and written
     atomically (`write_atomic`) into the new folder `dst`, by `workers` processes that read
-    their share beforehand (untimed); returns (wall, CPU, pages) of the timed part alone."""
+    their share beforehand (untimed); returns (wall, CPU, pages) of the timed part alone.
+    A worker that fails, or dies without a word, ends the benchmark with exit 1."""
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*.json"))
     for folder in sorted({os.path.dirname(f) for f in files}):
         (dst / folder).mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")
-    ready, done = ctx.Barrier(workers + 1), ctx.Queue()
+    ready, done = ctx.Barrier(workers), ctx.Queue()
     procs = [
         ctx.Process(
             target=_contract_share, args=(files[i::workers], str(src), str(dst), ready, done)
@@ -375,12 +381,22 @@ def contract_floor(src: Path, dst: Path, workers: int) -> tuple[float, float, in
     ]
     for proc in procs:
         proc.start()
-    ready.wait()
-    spans = [done.get() for _ in procs]
+    got: list[Any] = []
+    while len(got) < workers:
+        try:
+            got.append(done.get(timeout=0.5))
+        except queue.Empty:
+            if any(proc.exitcode not in (None, 0) for proc in procs) and done.empty():
+                for proc in procs:
+                    proc.kill()
+                codes = [proc.exitcode for proc in procs]
+                raise SystemExit(f"contract floor: a worker died (exit statuses {codes})") from None
     for proc in procs:
         proc.join()
-        if proc.exitcode != 0:
-            raise SystemExit(f"contract floor: a worker exited with status {proc.exitcode}")
+    errors = sorted({g for g in got if isinstance(g, str)})
+    if errors:
+        raise SystemExit("contract floor: " + "; ".join(errors))
+    spans = [g for g in got if not isinstance(g, str)]
     wall = max(s[1] for s in spans) - min(s[0] for s in spans)
     return wall, sum(s[2] for s in spans), len(files)
 

@@ -214,3 +214,16 @@ def test_earlier_outputs_are_set_aside_then_deleted_after_the_measuring(tmp_path
     assert len(aside) == 2 and ".stale-emit-1" in aside  # nothing deleted while measuring
     ba._clear_stale()
     assert not list((tmp_path / "out").glob(".stale-*")) and out.is_dir()
+
+
+def test_a_contract_floor_worker_that_fails_ends_the_benchmark(tmp_path: Path) -> None:
+    """A page the models refuse stops its worker; the other is released from the common
+    start, and the benchmark ends with the error named instead of waiting."""
+    src = tmp_path / "pages"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "0001.json").write_text('{"panels": "none"}', encoding="utf-8")
+    (src / "a" / "0002.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit, match="contract floor: ValidationError") as exc:
+        ba.contract_floor(src, tmp_path / "again", 2)
+    assert "Page" in str(exc.value)
+    assert not list((tmp_path / "again").rglob("*.json"))
