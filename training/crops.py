@@ -5,7 +5,6 @@ the page's composition features."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import stat
 import threading
@@ -17,8 +16,6 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from .look import page_look
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 80_000_000
 """Pages with more pixels than this are skipped unread (decompression-bomb guard)."""

@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
 """Page files larger than this are skipped unread (a real page is a few kB)."""
 
-END = -1
-"""In `PageItem.next_position`-style labels: the panel is the last of the page."""
-
 IGNORE = -100
 """Label value that the losses and metrics ignore."""
 
